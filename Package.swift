@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import Foundation
+import PackageDescription
+
+// The CPU engine's hot loops are written with Swift SIMD types; without a target CPU the compiler
+// only emits SSE2. haswell (AVX2 + FMA + F16C) runs on every x86 server of the last decade.
+// Override with QTALE_TARGET_CPU=native (fastest here) or QTALE_TARGET_CPU=generic.
+let targetCPU = ProcessInfo.processInfo.environment["QTALE_TARGET_CPU"] ?? "haswell"
+var optimisedSwift: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
+#if arch(x86_64)
+if targetCPU != "generic" {
+    optimisedSwift.append(.unsafeFlags(["-target-cpu", targetCPU]))
+}
+#endif
+
+let package = Package(
+    name: "qtale",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "qtale", targets: ["qtale"]),
+        .library(name: "QTaleModel", targets: ["QTaleModel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // MARK: Core: the backend protocol, the op set, tensors and the quantized-weight layout.
+        .target(name: "QTaleCore", swiftSettings: optimisedSwift),
+
+        // MARK: File formats and text
+        .target(name: "QTaleGGUF", dependencies: ["QTaleCore"]),
+        .target(name: "QTaleTokenizer"),
+
+        // MARK: Engines
+        .target(name: "QTaleReference", dependencies: ["QTaleCore"]),
+        .target(name: "QTaleCPU", dependencies: ["QTaleCore"], swiftSettings: optimisedSwift),
+
+        // MARK: Model, engine registry and conformance catalog
+        .target(name: "QTaleModel",
+                dependencies: ["QTaleCore", "QTaleGGUF", "QTaleTokenizer", "QTaleReference", "QTaleCPU"],
+                swiftSettings: optimisedSwift),
+        .target(name: "QTaleConformance", dependencies: ["QTaleCore", "QTaleReference"]),
+
+        // MARK: Command-line tool
+        .executableTarget(name: "qtale",
+                          dependencies: ["QTaleModel", "QTaleConformance",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        // MARK: Tests
+        .testTarget(name: "QTaleCoreTests", dependencies: ["QTaleCore", "QTaleGGUF"]),
+        .testTarget(name: "QTaleTokenizerTests", dependencies: ["QTaleTokenizer"]),
+        .testTarget(name: "QTaleEngineTests", dependencies: ["QTaleCore", "QTaleReference", "QTaleCPU", "QTaleConformance", "QTaleModel"]),
+        .testTarget(name: "QTaleModelTests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleTokenizer"],
+                    resources: [.copy("Goldens")]),
+        .testTarget(name: "QTaleCLITests", dependencies: ["QTaleModel", "QTaleGGUF"]),
+    ],
+    // Kernels share raw pointers with Dispatch workers by design; the Swift 6 data-race checker cannot
+    // see that each worker writes a disjoint row range, so the package uses the Swift 5 language mode.
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,49 @@
+/// The one place that fixes the CPU engine's vector width and its helpers, as ggml's simd-mappings.h does.
+///
+/// Kernels are written against `FloatVector` (16 float32 lanes). On AVX2 the compiler splits it into two
+/// 8-lane registers; on AVX-512 it is one register.
+public enum SIMDWidth {
+    public static let lanes = 16
+}
+
+typealias FloatVector = SIMD16<Float>
+typealias ByteVector = SIMD16<UInt8>
+
+extension UnsafePointer where Pointee == Float {
+    @inline(__always) func vector(at offset: Int) -> FloatVector {
+        UnsafeRawPointer(self + offset).loadUnaligned(as: FloatVector.self)
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == Float {
+    @inline(__always) func vector(at offset: Int) -> FloatVector {
+        UnsafeRawPointer(self + offset).loadUnaligned(as: FloatVector.self)
+    }
+    @inline(__always) func store(_ v: FloatVector, at offset: Int) {
+        UnsafeMutableRawPointer(self + offset).storeBytes(of: v, as: FloatVector.self)
+    }
+}
+
+extension FloatVector {
+    /// Bytes widened to floats (codes 0...255).
+    @inline(__always) init(codes: ByteVector) {
+        self.init(SIMD16<Int32>(truncatingIfNeeded: codes))
+    }
+}
+
+/// Dot product of `count` floats (any count), float32 accumulation in 16 lanes.
+@inline(__always)
+func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
+    var acc = FloatVector()
+    var i = 0
+    while i + 16 <= count {
+        acc.addProduct(a.vector(at: i), b.vector(at: i))
+        i += 16
+    }
+    var sum = acc.sum()
+    while i < count {
+        sum += a[i] * b[i]
+        i += 1
+    }
+    return sum
+}

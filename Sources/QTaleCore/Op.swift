@@ -1,0 +1,73 @@
+/// The explicit op set: every computation the model asks of an engine.
+///
+/// Each case is one kernel contract. Operands are ``TensorView``s (float32 unless stated) and
+/// ``QuantizedMatrix`` values; the float64 reference engine defines the semantics, and the
+/// conformance suite checks every engine against it case by case.
+///
+/// Rows are tokens: an activation `[T × C]` holds `T` tokens of `C` channels.
+/// Outputs may alias inputs only where a case says so.
+public enum Op: Sendable, CustomStringConvertible {
+    /// `output[t] = dequantize(table)[tokens[t]]`. `tokens`: int32 `[1 × T]`; `output`: `[T × table.columns]`.
+    case embed(table: QuantizedMatrix, tokens: TensorView, output: TensorView)
+
+    /// `output[t] = input[t] / sqrt(mean(input[t]²) + epsilon) * weight`. `weight`: `[1 × C]`.
+    /// May run in place.
+    case rmsNorm(input: TensorView, weight: TensorView, epsilon: Float, output: TensorView)
+
+    /// `output[t][n] = Σ_k input[t][k] * dequantize(weight)[n][k]`: `[T × K] · [N × K]ᵀ → [T × N]`.
+    /// Engines pick matrix-vector kernels for `T = 1` (decode) and matrix-matrix kernels for prefill.
+    case matmul(input: TensorView, weight: QuantizedMatrix, output: TensorView)
+
+    /// Rotary position embedding in place, GGUF LLaMA layout ("normal" mode): in each head of
+    /// `headDim` channels, pairs `(2i, 2i+1)` for `2i < ropeDims` rotate by `positions[t] * base^(-2i/ropeDims)`.
+    /// `data`: `[T × heads*headDim]`; `positions`: int32 `[1 × T]`.
+    case rope(data: TensorView, positions: TensorView, headDim: Int, ropeDims: Int, base: Float)
+
+    /// Causal grouped-query attention of `T` queries over `S` cached keys.
+    ///
+    /// `query`: `[T × heads*headDim]`; `keys`, `values`: `[S × kvHeads*headDim]`; `output`: like `query`.
+    /// Key `s` is visible to query `t` iff `keyPositions[s] <= queryPositions[t]`, where
+    /// `keyPositions` is int32 `[1 × S]` or, when `nil`, `keyPositions[s] = s`. Query head `h` reads
+    /// key head `h / (heads / kvHeads)`. Scores are scaled by `1/sqrt(headDim)`; softmax in float32 or better.
+    /// A query that sees no key outputs zeros.
+    case attention(query: TensorView, keys: TensorView, values: TensorView,
+                   queryPositions: TensorView, keyPositions: TensorView?,
+                   heads: Int, kvHeads: Int, headDim: Int, output: TensorView)
+
+    /// `output = silu(gate) * up`, elementwise. May run in place over `gate`.
+    case swiGLU(gate: TensorView, up: TensorView, output: TensorView)
+
+    /// `output = a + b`, elementwise. May run in place over `a`.
+    case add(TensorView, TensorView, output: TensorView)
+
+    /// `destination = source`, same shape; views may be strided (writes K/V rows into the cache).
+    case copy(source: TensorView, destination: TensorView)
+
+    /// The op's name in kernel naming (snake_case), used by logs, benchmarks and the conformance suite.
+    public var name: String {
+        switch self {
+        case .embed: "embed"
+        case .rmsNorm: "rms_norm"
+        case .matmul: "matmul"
+        case .rope: "rope"
+        case .attention: "attention"
+        case .swiGLU: "swiglu"
+        case .add: "add"
+        case .copy: "copy"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case let .embed(table, tokens, _): "embed(\(table), tokens: \(tokens.columns))"
+        case let .rmsNorm(input, _, _, _): "rms_norm(\(input.rows)×\(input.columns))"
+        case let .matmul(input, weight, _): "matmul(\(input.rows)×\(input.columns) · \(weight))"
+        case let .rope(data, _, headDim, ropeDims, _): "rope(\(data.rows)×\(data.columns), head \(headDim), dims \(ropeDims))"
+        case let .attention(query, keys, _, _, _, heads, kvHeads, headDim, _):
+            "attention(T=\(query.rows), S=\(keys.rows), heads \(heads)/\(kvHeads), dim \(headDim))"
+        case let .swiGLU(gate, _, _): "swiglu(\(gate.rows)×\(gate.columns))"
+        case let .add(a, _, _): "add(\(a.rows)×\(a.columns))"
+        case let .copy(source, _): "copy(\(source.rows)×\(source.columns))"
+        }
+    }
+}

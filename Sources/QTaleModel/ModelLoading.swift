@@ -1,0 +1,66 @@
+import QTaleCore
+import QTaleGGUF
+import QTaleTokenizer
+
+/// A GGUF model opened for inference: configuration, tokenizer and weights on one engine.
+public final class LoadedModel {
+    public let path: String
+    public let gguf: GGUFFile
+    public let configuration: LlamaConfiguration
+    public let tokenizer: BPETokenizer
+    public let weights: LlamaWeights
+    public let engine: any ComputeEngine
+
+    public init(path: String, engine: any ComputeEngine) throws {
+        self.path = path
+        gguf = try GGUFFile(path: path)
+        configuration = try LlamaConfiguration(gguf: gguf)
+        tokenizer = try BPETokenizer(vocabulary: TokenizerVocabulary(gguf: gguf))
+        guard tokenizer.vocabularySize <= configuration.vocabSize else {
+            throw QTaleError.invalidModel("the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(configuration.vocabSize)")
+        }
+        weights = try LlamaWeights(gguf: gguf, configuration: configuration, engine: engine)
+        self.engine = engine
+    }
+
+    /// A fresh inference session (KV cache and activations) over these weights.
+    public func makeSession(contextLength: Int? = nil, maxBatch: Int = 128) throws -> LlamaModel {
+        try LlamaModel(weights: weights, engine: engine,
+                       contextLength: contextLength ?? min(configuration.contextLength, 2048), maxBatch: maxBatch)
+    }
+}
+
+extension TokenizerVocabulary {
+    /// The tokenizer described by `tokenizer.ggml.*` metadata.
+    public init(gguf: GGUFFile) throws {
+        let m = gguf.metadata
+        guard let model = m["tokenizer.ggml.model"]?.string else {
+            throw QTaleError.invalidModel("'\(gguf.file.path)' is missing required metadata 'tokenizer.ggml.model'")
+        }
+        guard model == "gpt2" else {
+            throw QTaleError.invalidModel("tokenizer model '\(model)' is not supported (qtale reads byte-level BPE, 'gpt2')")
+        }
+        guard let tokens = m["tokenizer.ggml.tokens"]?.array?.compactMap(\.string), !tokens.isEmpty else {
+            throw QTaleError.invalidModel("'\(gguf.file.path)' is missing required metadata 'tokenizer.ggml.tokens'")
+        }
+        guard let merges = m["tokenizer.ggml.merges"]?.array?.compactMap(\.string) else {
+            throw QTaleError.invalidModel("'\(gguf.file.path)' is missing required metadata 'tokenizer.ggml.merges'")
+        }
+        let types = m["tokenizer.ggml.token_type"]?.array?.compactMap { $0.int.map(Int32.init) }
+            ?? [Int32](repeating: 1, count: tokens.count)
+        guard types.count == tokens.count else {
+            throw QTaleError.invalidModel("tokenizer.ggml.token_type has \(types.count) entries for \(tokens.count) tokens")
+        }
+        func id(_ key: String) throws -> Int32? {
+            guard let v = m[key] else { return nil }
+            guard let i = v.int, i >= 0, i < tokens.count else {
+                throw QTaleError.invalidModel("metadata '\(key)' = \(v) is not a token id")
+            }
+            return Int32(i)
+        }
+        self.init(tokens: tokens, tokenTypes: types, merges: merges,
+                  bosTokenID: try id("tokenizer.ggml.bos_token_id"), eosTokenID: try id("tokenizer.ggml.eos_token_id"),
+                  addBOS: m["tokenizer.ggml.add_bos_token"]?.bool ?? false,
+                  preTokenizer: m["tokenizer.ggml.pre"]?.string ?? "default")
+    }
+}

@@ -1,0 +1,26 @@
+import QTaleCore
+
+extension ReferenceEngine {
+    /// Row lookup in a quantized table.
+    func embed(table: QuantizedMatrix, tokens: TensorView, output: TensorView) {
+        let host = HostQuantizedMatrix(table, in: store)
+        for t in 0..<tokens.columns {
+            let token = int(tokens, t)
+            for c in 0..<table.columns { set(output, t, c, Double(host.weight(row: token, column: c))) }
+        }
+    }
+
+    /// `output = input · dequantize(weight)ᵀ`, float64 accumulation.
+    func matmul(input: TensorView, weight: QuantizedMatrix, output: TensorView) {
+        let host = HostQuantizedMatrix(weight, in: store)
+        let x = matrix(input)
+        for n in 0..<weight.rows {
+            let w = (0..<weight.columns).map { Double(host.weight(row: n, column: $0)) }
+            for t in 0..<input.rows {
+                var sum = 0.0
+                for k in 0..<weight.columns { sum += x[t][k] * w[k] }
+                set(output, t, n, sum)
+            }
+        }
+    }
+}

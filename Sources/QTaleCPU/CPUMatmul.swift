@@ -10,15 +10,19 @@ extension CPUEngine {
     /// - Several tokens (prefill): each worker dequantizes 4 rows into its scratch and reuses them
     ///   for every token.
     /// Numerics: float32 accumulation, reassociated; tests compare with the reference by NMSE.
-    func matmul(input: TensorView, weight: QuantizedMatrix, output: TensorView) {
+    func matmul(input: TensorView, weight: QuantizedMatrix, output: TensorView, slice: WorkSlice) {
         switch weight.format.bits {
-        case 4: matmul(FourBitCodes.self, input: input, weight: weight, output: output)
-        case 8: matmul(EightBitCodes.self, input: input, weight: weight, output: output)
-        default: matmul(ThreeBitCodes.self, input: input, weight: weight, output: output)
+        case 4: matmul(FourBitCodes.self, input: input, weight: weight, output: output, slice: slice)
+        case 8: matmul(EightBitCodes.self, input: input, weight: weight, output: output, slice: slice)
+        default: matmul(ThreeBitCodes.self, input: input, weight: weight, output: output, slice: slice)
         }
     }
 
-    private func matmul<U: CodeUnpacker>(_ unpacker: U.Type, input: TensorView, weight: QuantizedMatrix, output: TensorView) {
+    /// Rows of weights dequantized together in prefill.
+    static let tileRows = 4
+
+    private func matmul<U: CodeUnpacker>(_ unpacker: U.Type, input: TensorView, weight: QuantizedMatrix,
+                                         output: TensorView, slice: WorkSlice) {
         let host = HostQuantizedMatrix(weight, in: store)
         let tokens = input.rows, columns = weight.columns
         let packs = weight.format.packsPerRow(columns: columns)
@@ -26,8 +30,9 @@ extension CPUEngine {
         let groups = host.groupsPerRow
         let groupSize = weight.format.groupSize
 
-        // Padded inputs, then per-token group sums for the offset term.
-        let x = scratch.shared(count: tokens * (paddedColumns + groups))
+        // Padded inputs, then per-token group sums for the offset term, in this worker's scratch
+        // (each slice pads its own copy: cheaper than a barrier).
+        let x = scratch.worker(slice.worker)
         let groupSums = x + tokens * paddedColumns
         let source = store.pointer(input, as: Float.self)
         for t in 0..<tokens {
@@ -45,32 +50,26 @@ extension CPUEngine {
         let outStride = output.rowStride
 
         if tokens == 1 {
-            parallelFor(weight.rows, minimumPerWorker: 64) { _, rows in
-                for n in rows {
-                    out[n] = Self.dotRow(U.self, host: host, row: n, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums),
-                                         packs: packs, groupSize: groupSize)
-                }
+            for n in slice.range(of: weight.rows) {
+                out[n] = Self.dotRow(U.self, host: host, row: n, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums),
+                                     packs: packs, groupSize: groupSize)
             }
             return
         }
 
-        let tile = 4
-        scratch.reserveWorkers(count: tile * paddedColumns)
-        let rowBlocks = (weight.rows + tile - 1) / tile
-        parallelFor(rowBlocks) { worker, blocks in
-            let w = scratch.worker(worker, count: tile * paddedColumns)
-            for block in blocks {
-                let first = block * tile, count = min(tile, weight.rows - first)
-                for r in 0..<tile {
-                    // Rows past the end repeat the last row; their results are not stored.
-                    Self.dequantizeRow(U.self, host: host, row: first + min(r, count - 1), packs: packs,
-                                       groupSize: groupSize, into: w + r * paddedColumns)
-                }
-                for t in 0..<tokens {
-                    let xt = UnsafePointer(x + t * paddedColumns)
-                    let sums = Self.dot4(UnsafePointer(w), stride: paddedColumns, x: xt, count: paddedColumns)
-                    for r in 0..<count { out[t * outStride + first + r] = sums[r] }
-                }
+        let tile = Self.tileRows
+        let w = groupSums + tokens * groups
+        for block in slice.range(of: (weight.rows + tile - 1) / tile) {
+            let first = block * tile, count = min(tile, weight.rows - first)
+            for r in 0..<tile {
+                // Rows past the end repeat the last row; their results are not stored.
+                Self.dequantizeRow(U.self, host: host, row: first + min(r, count - 1), packs: packs,
+                                   groupSize: groupSize, into: w + r * paddedColumns)
+            }
+            for t in 0..<tokens {
+                let xt = UnsafePointer(x + t * paddedColumns)
+                let sums = Self.dot4(UnsafePointer(w), stride: paddedColumns, x: xt, count: paddedColumns)
+                for r in 0..<count { out[t * outStride + first + r] = sums[r] }
             }
         }
     }

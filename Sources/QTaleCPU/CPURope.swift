@@ -8,12 +8,12 @@ import Darwin
 extension CPUEngine {
     /// Rotary embedding in place. Angles are computed in float64 once per token and shared by all heads,
     /// so long positions keep full precision.
-    func rope(data: TensorView, positions: TensorView, headDim: Int, ropeDims: Int, base: Float) {
+    func rope(data: TensorView, positions: TensorView, headDim: Int, ropeDims: Int, base: Float, slice: WorkSlice) {
         let x = store.pointer(data, as: Float.self)
         let pos = store.pointer(positions, as: Int32.self)
         let pairs = ropeDims / 2
-        let table = scratch.shared(count: 2 * pairs)
-        for t in 0..<data.rows {
+        let table = scratch.worker(slice.worker)
+        for t in slice.range(of: data.rows) {
             let position = Double(pos[t])
             for i in 0..<pairs {
                 let angle = position * pow(Double(base), -Double(2 * i) / Double(ropeDims))

@@ -26,8 +26,18 @@ extension UnsafeMutablePointer where Pointee == Float {
 
 extension FloatVector {
     /// Bytes widened to floats (codes 0...255).
+    ///
+    /// Written as a lane loop on purpose: the standard library's generic SIMD conversions are not
+    /// inlined and cost a call per vector, while this loop becomes one zero-extend and one convert.
     @inline(__always) init(codes: ByteVector) {
-        self.init(SIMD16<Int32>(truncatingIfNeeded: codes))
+        self.init()
+        for i in 0..<16 { self[i] = Float(codes[i]) }
+    }
+
+    /// 32-bit lanes converted to floats (values below 2^24 are exact).
+    @inline(__always) init(lanes: SIMD16<UInt32>) {
+        self.init()
+        for i in 0..<16 { self[i] = Float(lanes[i]) }
     }
 }
 

@@ -40,7 +40,8 @@ let package = Package(
         .target(name: "QTaleModel",
                 dependencies: ["QTaleCore", "QTaleGGUF", "QTaleTokenizer", "QTaleReference", "QTaleCPU"],
                 swiftSettings: optimisedSwift),
-        .target(name: "QTaleConformance", dependencies: ["QTaleCore", "QTaleReference"]),
+        .target(name: "QTaleConformance", dependencies: ["QTaleCore", "QTaleReference", "QTaleTestSupport"]),
+        .target(name: "QTaleTestSupport", dependencies: ["QTaleCore", "QTaleGGUF", "QTaleTokenizer"]),
 
         // MARK: Command-line tool
         .executableTarget(name: "qtale",
@@ -48,12 +49,12 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // MARK: Tests
-        .testTarget(name: "QTaleCoreTests", dependencies: ["QTaleCore", "QTaleGGUF"]),
+        .testTarget(name: "QTaleCoreTests", dependencies: ["QTaleCore", "QTaleGGUF", "QTaleTestSupport"]),
         .testTarget(name: "QTaleTokenizerTests", dependencies: ["QTaleTokenizer"]),
         .testTarget(name: "QTaleEngineTests", dependencies: ["QTaleCore", "QTaleReference", "QTaleCPU", "QTaleConformance", "QTaleModel"]),
-        .testTarget(name: "QTaleModelTests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleTokenizer"],
+        .testTarget(name: "QTaleModelTests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleTokenizer", "QTaleTestSupport"],
                     resources: [.copy("Goldens")]),
-        .testTarget(name: "QTaleCLITests", dependencies: ["QTaleModel", "QTaleGGUF"]),
+        .testTarget(name: "QTaleCLITests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleTestSupport"]),
     ],
     // Kernels share raw pointers with Dispatch workers by design; the Swift 6 data-race checker cannot
     // see that each worker writes a disjoint row range, so the package uses the Swift 5 language mode.

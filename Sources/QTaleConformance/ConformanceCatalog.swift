@@ -1,0 +1,95 @@
+import QTaleCore
+
+/// Every op at the model's shapes and at awkward ones: K not a multiple of the group or of 32,
+/// a single token, odd sizes, strided views, in-place forms and long sequences.
+public enum ConformanceCatalog {
+    public static var all: [ConformanceCase] { embed + rmsNorm + matmul + rope + attention + elementwise }
+
+    static var embed: [ConformanceCase] {
+        [(8, 32, 64, 100), (4, 32, 576, 50), (4, 64, 96, 10), (3, 128, 80, 7)].map { bits, group, columns, rows in
+            ConformanceCase(op: "embed", parameters: "w\(bits)g\(group), \(rows)×\(columns)", maxNMSE: 1e-12) { b in
+                let table = try b.quantized(bits: bits, groupSize: group, rows: rows, columns: columns)
+                let ids = (0..<5).map { _ in Int32(b.random.next() % UInt64(rows)) }
+                return .embed(table: table, tokens: try b.integers(ids), output: try b.output(ids.count, columns))
+            }
+        }
+    }
+
+    static var rmsNorm: [ConformanceCase] {
+        [(1, 576), (7, 77), (3, 1536)].flatMap { rows, columns in
+            [false, true].map { inPlace in
+                ConformanceCase(op: "rms_norm", parameters: "\(rows)×\(columns)\(inPlace ? ", in place" : "")", maxNMSE: 1e-11) { b in
+                    let weight = try b.input(1, columns, range: 0.5...1.5)
+                    let out = try b.output(rows, columns, initialRange: -10...10)
+                    let input = inPlace ? out : try b.input(rows, columns, range: -10...10)
+                    return .rmsNorm(input: input, weight: weight, epsilon: 1e-5, output: out)
+                }
+            }
+        }
+    }
+
+    static var matmul: [ConformanceCase] {
+        let shapes = [(1, 576, 192), (1, 1536, 65), (7, 200, 37), (33, 128, 130), (1, 80, 9), (5, 576, 64)]
+        return [3, 4, 8].flatMap { bits in
+            [32, 64, 128].flatMap { group in
+                shapes.map { tokens, k, n in
+                    ConformanceCase(op: "matmul", parameters: "w\(bits)g\(group), T=\(tokens) K=\(k) N=\(n)", maxNMSE: 1e-10) { b in
+                        let w = try b.quantized(bits: bits, groupSize: group, rows: n, columns: k)
+                        return .matmul(input: try b.input(tokens, k), weight: w, output: try b.output(tokens, n))
+                    }
+                }
+            }
+        }
+    }
+
+    static var rope: [ConformanceCase] {
+        [(1, 3, 64, 64, 100000 as Float), (6, 2, 16, 8, 10000), (4, 9, 64, 64, 10000)].map { rows, heads, headDim, dims, base in
+            ConformanceCase(op: "rope", parameters: "T=\(rows), \(heads)×\(headDim), dims \(dims), base \(Int(base))", maxNMSE: 1e-11) { b in
+                let positions = (0..<rows).map { _ in Int32(b.random.next() % 8000) }
+                let data = try b.output(rows, heads * headDim, initialRange: -2...2)
+                return .rope(data: data, positions: try b.integers(positions), headDim: headDim, ropeDims: dims, base: base)
+            }
+        }
+    }
+
+    static var attention: [ConformanceCase] {
+        // (queries, keys, heads, kvHeads, headDim, explicit key positions)
+        let shapes = [(1, 17, 9, 3, 64, false), (5, 9, 4, 2, 16, false), (3, 300, 9, 3, 64, false),
+                      (4, 12, 4, 4, 32, true), (2, 6, 2, 1, 8, true), (64, 64, 4, 2, 16, false)]
+        return shapes.map { t, s, heads, kvHeads, headDim, explicit in
+            ConformanceCase(op: "attention", parameters: "T=\(t) S=\(s) heads \(heads)/\(kvHeads) dim \(headDim)\(explicit ? " sparse keys" : "")",
+                            maxNMSE: 1e-10) { b in
+                let q = try b.input(t, heads * headDim, range: -2...2)
+                let k = try b.input(s, kvHeads * headDim, range: -2...2)
+                let v = try b.input(s, kvHeads * headDim)
+                // Queries at the last t positions (causal prefill); explicit keys skip positions, as an
+                // evicted cache does, and the first query sees none of them.
+                let queryPositions = (0..<t).map { Int32(s - t + $0) }
+                let keyPositions: TensorView? = explicit ? try b.integers((0..<s).map { Int32(2 * $0 + 1) }) : nil
+                return .attention(query: q, keys: k, values: v,
+                                  queryPositions: try b.integers(explicit ? (0..<t).map { Int32(3 * $0) } : queryPositions),
+                                  keyPositions: keyPositions, heads: heads, kvHeads: kvHeads, headDim: headDim,
+                                  output: try b.output(t, heads * headDim))
+            }
+        }
+    }
+
+    static var elementwise: [ConformanceCase] {
+        [(1, 1536), (7, 33)].flatMap { rows, columns in [
+            ConformanceCase(op: "swiglu", parameters: "\(rows)×\(columns)", maxNMSE: 1e-12) { b in
+                .swiGLU(gate: try b.input(rows, columns, range: -8...8), up: try b.input(rows, columns), output: try b.output(rows, columns))
+            },
+            ConformanceCase(op: "swiglu", parameters: "\(rows)×\(columns), in place", maxNMSE: 1e-12) { b in
+                let gate = try b.output(rows, columns, initialRange: -8...8)
+                return .swiGLU(gate: gate, up: try b.input(rows, columns), output: gate)
+            },
+            ConformanceCase(op: "add", parameters: "\(rows)×\(columns), in place", maxNMSE: 1e-14) { b in
+                let a = try b.output(rows, columns, initialRange: -1...1)
+                return .add(a, try b.input(rows, columns), output: a)
+            },
+            ConformanceCase(op: "copy", parameters: "\(rows)×\(columns) into a strided view", maxNMSE: 0) { b in
+                .copy(source: try b.input(rows, columns), destination: try b.output(rows, columns, rowStride: columns + 5))
+            },
+        ] }
+    }
+}

@@ -225,7 +225,7 @@ struct ByteReader {
     /// A 64-bit count, refused when larger than `limit` (the file could not hold that many items).
     mutating func count(limit: Int, what: String) throws -> Int {
         let n = try scalar(UInt64.self)
-        guard n <= UInt64(limit) else { throw QTaleError.invalidModel("'\(path)': \(what) \(n) is impossible for a file of \(bytes.count) bytes") }
+        guard n <= UInt64(limit) else { throw QTaleError.invalidModel("'\(path)': \(what) \(n) is impossible for a file of \(bytes.count) bytes; the file is truncated or corrupt") }
         return Int(n)
     }
 

@@ -16,6 +16,8 @@ public final class CPUEngine: ComputeEngine {
     public let threads: Int
     let scratch: CPUScratch
     private var pending: [Op] = []
+    /// For each pending op: whether it must wait for all earlier ops (it depends on one since the last wait).
+    private var waits: [Bool] = []
     private let scheduler = SliceScheduler()
 
     public init(threads: Int) throws {
@@ -25,6 +27,7 @@ public final class CPUEngine: ComputeEngine {
         self.threads = threads
         scratch = CPUScratch(workers: threads)
         pending.reserveCapacity(1024)
+        waits.reserveCapacity(1024)
     }
 
     public var name: String { "cpu" }
@@ -61,11 +64,30 @@ public final class CPUEngine: ComputeEngine {
             }
             return
         }
+        markWaits()
         scheduler.reset()
         pending.withUnsafeBufferPointer { ops in
-            DispatchQueue.concurrentPerform(iterations: threads) { worker in
-                scheduler.run(ops: ops, worker: worker, sliceCount: sliceCount, execute: execute)
+            waits.withUnsafeBufferPointer { waits in
+                DispatchQueue.concurrentPerform(iterations: threads) { worker in
+                    scheduler.run(ops: ops, waits: waits, worker: worker, sliceCount: sliceCount, execute: execute)
+                }
             }
+        }
+    }
+
+    /// Places a wait before an op only when it depends on an op since the previous wait, so independent
+    /// neighbours (q/k/v projections, gate/up, the two RoPEs, the two cache writes) share one phase.
+    private func markWaits() {
+        waits.removeAll(keepingCapacity: true)
+        var phaseStart = 0
+        for (i, op) in pending.enumerated() {
+            var wait = false
+            for j in phaseStart..<i where op.dependsOn(pending[j]) {
+                wait = true
+                break
+            }
+            if wait { phaseStart = i }
+            waits.append(wait)
         }
     }
 
@@ -77,7 +99,7 @@ public final class CPUEngine: ComputeEngine {
             // Decode: rows; prefill: 4-row blocks, over-split so faster workers take more.
             return input.rows == 1 ? min(threads, max(1, weight.rows / 64)) : min(4 * threads, max(1, weight.rows / 4))
         case let .attention(query, keys, _, _, _, heads, _, _, _):
-            return min(threads, query.rows * heads, max(1, query.rows * heads * keys.rows / 512))
+            return min(threads, query.rows * heads, max(1, query.rows * heads * keys.rows / 128))
         case let .rmsNorm(input, _, _, _): work = input.rows * input.columns
         case let .swiGLU(gate, _, _): work = gate.rows * gate.columns
         case let .add(a, _, _): work = a.rows * a.columns

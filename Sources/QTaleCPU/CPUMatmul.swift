@@ -74,30 +74,52 @@ extension CPUEngine {
         }
     }
 
-    /// One output of the fused dequant-dot.
+    /// One output of the fused dequant-dot: `Σ_g scale_g · (Σ_{k∈g} code_k x_k) + Σ_g offset_g · (Σ_{k∈g} x_k)`.
+    /// The offset term is a vector dot over groups; group-32 formats (one pack per group, as GGUF's)
+    /// take a loop without an inner group loop.
     @inline(__always)
     static func dotRow<U: CodeUnpacker>(_: U.Type, host: HostQuantizedMatrix, row n: Int, x: UnsafePointer<Float>,
                                         groupSums: UnsafePointer<Float>, packs: Int, groupSize: Int) -> Float {
         let codes = host.codes + n * host.codeBytesPerRow
         let scales = host.scales + n * host.groupsPerRow
         let offsets = host.offsets + n * host.groupsPerRow
-        let packsPerGroup = groupSize / QuantizationFormat.codesPerPack
+        let groups = host.groupsPerRow
         var acc = FloatVector()
-        var offsetTerm: Float = 0
-        var pack = 0
-        for g in 0..<host.groupsPerRow {
-            var groupAcc = FloatVector()
-            let end = min(packs, pack + packsPerGroup)
-            while pack < end {
+        if groupSize == QuantizationFormat.codesPerPack {
+            var pack = 0
+            while pack < packs {
                 let (low, high) = U.unpack(codes + pack * U.bytesPerPack)
-                groupAcc.addProduct(low, x.vector(at: pack * 32))
+                var groupAcc = low * x.vector(at: pack * 32)
                 groupAcc.addProduct(high, x.vector(at: pack * 32 + 16))
+                acc.addProduct(groupAcc, FloatVector(repeating: Float(scales[pack])))
                 pack += 1
             }
-            acc.addProduct(groupAcc, FloatVector(repeating: Float(scales[g])))
-            offsetTerm += Float(offsets[g]) * groupSums[g]
+        } else {
+            let packsPerGroup = groupSize / QuantizationFormat.codesPerPack
+            var pack = 0
+            for g in 0..<groups {
+                var groupAcc = FloatVector()
+                let end = min(packs, pack + packsPerGroup)
+                while pack < end {
+                    let (low, high) = U.unpack(codes + pack * U.bytesPerPack)
+                    groupAcc.addProduct(low, x.vector(at: pack * 32))
+                    groupAcc.addProduct(high, x.vector(at: pack * 32 + 16))
+                    pack += 1
+                }
+                acc.addProduct(groupAcc, FloatVector(repeating: Float(scales[g])))
+            }
         }
-        return acc.sum() + offsetTerm
+        var g = 0
+        while g + 16 <= groups {
+            acc.addProduct(FloatVector(halves: offsets + g), groupSums.vector(at: g))
+            g += 16
+        }
+        var offsetTerm: Float = 0
+        while g < groups {
+            offsetTerm += Float(offsets[g]) * groupSums[g]
+            g += 1
+        }
+        return acc.treeSum + offsetTerm
     }
 
     /// Writes row `n` dequantized (`scale * code + offset`) into `out[0 ..< packs*32]`.
@@ -129,6 +151,6 @@ extension CPUEngine {
             a3.addProduct(w.vector(at: 3 * stride + k), xv)
             k += 16
         }
-        return SIMD4(a0.sum(), a1.sum(), a2.sum(), a3.sum())
+        return SIMD4(a0.treeSum, a1.treeSum, a2.treeSum, a3.treeSum)
     }
 }

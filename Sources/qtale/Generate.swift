@@ -60,6 +60,9 @@ struct Generate: ParsableCommand {
         let model = try engine.load()
         let text = chat ? ChatTemplate.chatML(user: prompt, system: system) : prompt
         let tokens = model.tokenizer.encode(text, parseSpecial: true)
+        if let ctx, ctx > model.configuration.contextLength {
+            Console.status("note: --ctx \(ctx) exceeds the model's context length; using \(model.configuration.contextLength)")
+        }
         let session = try model.makeSession(contextLength: ctx.map { min($0, model.configuration.contextLength) })
         let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP,
                                           seed: seed ?? UInt64.random(in: 0 ... UInt64(UInt32.max)))

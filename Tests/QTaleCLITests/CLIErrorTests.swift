@@ -122,3 +122,18 @@ final class CLIErrorTests: XCTestCase {
         try CLI.expectFailure(["nosuchcommand"], status: 64, stderrContains: ["nosuchcommand"])
     }
 }
+
+final class DefaultModelFetchTests: XCTestCase {
+    /// When the default model is not cached and cannot be fetched (here: no python3 on PATH), the error
+    /// says how to provide the file instead of crashing or hanging.
+    func testUnfetchableDefaultModelExplainsHowToProvideIt() throws {
+        let result = try CLI.run(["info", "smollm2"], environment: ["PATH": "/nonexistent",
+                                                                     "QTALE_CACHE_DIR": TemporaryFiles.path("empty-cache")])
+        XCTAssertEqual(result.reason, .exit, result.summary)
+        XCTAssertNotEqual(result.status, 0, result.summary)
+        XCTAssertTrue(result.stderr.contains("Fetching SmolLM2-135M-Instruct"), result.summary)
+        XCTAssertTrue(result.stderr.contains("To provide the model by hand"), result.summary)
+        XCTAssertTrue(result.stderr.contains("--model"), result.summary)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: TemporaryFiles.path("empty-cache/SmolLM2-135M-Instruct.Q4_1.gguf")))
+    }
+}

@@ -44,7 +44,7 @@ enum CLI {
     }
 
     /// Runs `qtale arguments`, failing the test (not hanging) after `timeout` seconds.
-    static func run(_ arguments: [String], timeout: TimeInterval = 120,
+    static func run(_ arguments: [String], timeout: TimeInterval = 120, environment extra: [String: String] = [:],
                     file: StaticString = #filePath, line: UInt = #line) throws -> Result {
         let process = Process()
         process.executableURL = try executable()
@@ -52,6 +52,7 @@ enum CLI {
         var environment = ProcessInfo.processInfo.environment
         // Never let a test reach the network or a real model cache.
         environment["QTALE_CACHE_DIR"] = TemporaryFiles.path("cache-never-used")
+        environment.merge(extra) { $1 }
         process.environment = environment
         let id = UUID().uuidString.prefix(8)
         let outPath = TemporaryFiles.path("stdout-\(id)"), errPath = TemporaryFiles.path("stderr-\(id)")

@@ -83,12 +83,12 @@ final class GGUFMalformedInputTests: XCTestCase {
     }
 
     func testUnknownTensorTypesAreNamed() throws {
-        for (raw, phrase) in [(UInt32(12), "Q4_K (type 12)"), (14, "Q6_K (type 14)"), (200, "unknown type 200")] {
+        for (raw, phrase) in [(UInt32(12), "tensor type Q4_K (type 12)"), (14, "tensor type Q6_K (type 14)"), (200, "an unknown type 200")] {
             var w = GGUFWriter()
             w.tensors.append(GGUFWriter.Tensor(name: "w", dimensions: [256, 2], rawType: raw,
                                                data: [UInt8](repeating: 0, count: 512)))
             assertQTaleError(try load(w.bytes(), "type\(raw)"), kind: "invalidModel",
-                             contains: ["tensor 'w' has tensor type \(phrase)", "which qtale does not read", "supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1"])
+                             contains: ["tensor 'w' has \(phrase)", "which qtale does not read", "supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1"])
         }
     }
 

@@ -35,10 +35,19 @@ let package = Package(
         // MARK: Engines
         .target(name: "QTaleReference", dependencies: ["QTaleCore"]),
         .target(name: "QTaleCPU", dependencies: ["QTaleCore"], swiftSettings: optimisedSwift),
+        // Kernel launch plans shared by the GPU engines (the host half of the contracts in Kernels/).
+        .target(name: "QTaleKernels", dependencies: ["QTaleCore"]),
+        // OpenCL and Vulkan: the C targets hold the API's function table and a dlopen loader, so nothing
+        // links against libOpenCL or libvulkan and `--backend cpu` runs on machines without them.
+        .target(name: "COpenCL", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "QTaleOpenCL", dependencies: ["QTaleCore", "QTaleKernels", "COpenCL"]),
+        .target(name: "CVulkan", linkerSettings: [.linkedLibrary("dl")]),
+        .target(name: "QTaleVulkan", dependencies: ["QTaleCore", "QTaleKernels", "CVulkan"]),
 
         // MARK: Model, engine registry and conformance catalog
         .target(name: "QTaleModel",
-                dependencies: ["QTaleCore", "QTaleGGUF", "QTaleTokenizer", "QTaleReference", "QTaleCPU"],
+                dependencies: ["QTaleCore", "QTaleGGUF", "QTaleTokenizer", "QTaleReference", "QTaleCPU",
+                               "QTaleOpenCL", "QTaleVulkan"],
                 swiftSettings: optimisedSwift),
         .target(name: "QTaleConformance", dependencies: ["QTaleCore", "QTaleReference", "QTaleTestSupport"]),
         .target(name: "QTaleTestSupport", dependencies: ["QTaleCore", "QTaleGGUF", "QTaleTokenizer"]),
@@ -51,7 +60,8 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "QTaleCoreTests", dependencies: ["QTaleCore", "QTaleGGUF", "QTaleTestSupport"]),
         .testTarget(name: "QTaleTokenizerTests", dependencies: ["QTaleTokenizer"]),
-        .testTarget(name: "QTaleEngineTests", dependencies: ["QTaleCore", "QTaleReference", "QTaleCPU", "QTaleConformance", "QTaleModel"]),
+        .testTarget(name: "QTaleEngineTests", dependencies: ["QTaleCore", "QTaleReference", "QTaleCPU", "QTaleConformance",
+                                                             "QTaleModel", "QTaleKernels", "QTaleOpenCL", "QTaleVulkan"]),
         .testTarget(name: "QTaleModelTests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleTokenizer", "QTaleTestSupport"],
                     resources: [.copy("Goldens")]),
         .testTarget(name: "QTaleCLITests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleTestSupport"]),

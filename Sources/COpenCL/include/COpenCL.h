@@ -1,0 +1,2 @@
+// Placeholder: replaced by the OpenCL function table and loader.
+int qtale_opencl_placeholder(void);

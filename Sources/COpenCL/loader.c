@@ -1,0 +1,2 @@
+#include "COpenCL.h"
+int qtale_opencl_placeholder(void) { return 0; }

@@ -1,0 +1,40 @@
+import Foundation
+import QTaleConformance
+import QTaleCore
+import QTaleModel
+import XCTest
+
+/// The conformance catalog on the OpenCL and Vulkan engines. Where an engine is unavailable the test
+/// skips with the reason, except in CI (CI=true), where PoCL and llvmpipe are installed and a skip
+/// would hide a broken engine, so it fails.
+final class GPUConformanceTests: XCTestCase {
+    func testOpenCLMatchesTheReference() throws { try check("opencl") }
+    func testVulkanMatchesTheReference() throws { try check("vulkan") }
+
+    private func check(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let engine = try GPUEngines.make(name, file: file, line: line)
+        var failures = 0
+        for testCase in ConformanceCatalog.all {
+            let result = try ConformanceRunner.run(testCase, on: engine)
+            if !result.passed { failures += 1 }
+            XCTAssertTrue(result.passed, result.description, file: file, line: line)
+        }
+        print("\(name): \(ConformanceCatalog.all.count - failures)/\(ConformanceCatalog.all.count) conformance cases pass")
+    }
+}
+
+/// Creates a GPU engine for a test, or skips (fails in CI) with the reason it cannot run here.
+enum GPUEngines {
+    static func make(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws -> any ComputeEngine {
+        let entry = try XCTUnwrap(EngineRegistry.entries.first { $0.name == name })
+        let probe = entry.probe()
+        guard probe.isAvailable else {
+            let reason = "\(name) engine unavailable: \(probe.unavailableReason ?? "no device")"
+            if ProcessInfo.processInfo.environment["CI"] == "true" {
+                XCTFail("\(reason) (CI installs PoCL and Mesa's llvmpipe, so this must run)", file: file, line: line)
+            }
+            throw XCTSkip(reason)
+        }
+        return try EngineRegistry.make(name, threads: 2)
+    }
+}

@@ -52,8 +52,13 @@ public struct CaseBuilder {
     public mutating func quantized(bits: Int, groupSize: Int, rows: Int, columns: Int) throws -> QuantizedMatrix {
         let format = try QuantizationFormat(bits: bits, groupSize: groupSize)
         var packed = try PackedMatrix(format: format, rows: rows, columns: columns)
-        for r in 0..<rows {
-            for c in 0..<columns { packed.setCode(Int(random.next() % UInt64(format.maxCode + 1)), row: r, column: c) }
+        if columns % QuantizationFormat.codesPerPack == 0 {
+            // Every bit pattern is a valid pack when no pack is padded: fill bytes directly (fast for large shapes).
+            for i in packed.codes.indices { packed.codes[i] = UInt8(truncatingIfNeeded: random.next()) }
+        } else {
+            for r in 0..<rows {
+                for c in 0..<columns { packed.setCode(Int(random.next() % UInt64(format.maxCode + 1)), row: r, column: c) }
+            }
         }
         let spread = 2 / Float(format.maxCode)
         for i in packed.scales.indices {

@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
 import QTaleCore
+import QTaleConformance
 import QTaleModel
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Measure speed (build with `swift build -c release`).",
-        subcommands: [BenchGenerate.self])
+        subcommands: [BenchGenerate.self, BenchKernels.self])
 }
 
 struct BenchGenerate: ParsableCommand {
@@ -50,5 +51,52 @@ struct BenchGenerate: ParsableCommand {
             result.decodeMedian, result.decodeBest, decodeTokens, Double(result.weightBytesPerToken) / 1e6,
             result.decodeWeightGBPerSecond))
         if let json { try Console.writeJSON(result, to: json) }
+    }
+}
+
+struct BenchKernels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Time each kernel at SmolLM2-135M's shapes and one large matmul (4096×14336).",
+        discussion: "Reports time, GB/s (weight bytes for matmuls) and GFLOP/s per kernel; --json writes them.")
+
+    @Option(help: "Compute engine: \(EngineRegistry.names.joined(separator: ", ")).")
+    var backend: String = "cpu"
+
+    @Option(help: "CPU threads (default: all cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(help: "Device index for engines that see several.")
+    var device = 0
+
+    @Option(help: "Seconds to spend per kernel.")
+    var seconds = 0.3
+
+    @Flag(name: .customLong("skip-large"), help: "Leave out the 4096×14336 matmuls.")
+    var skipLarge = false
+
+    @Option(help: "Write the results as JSON to this file.")
+    var json: String?
+
+    func validate() throws {
+        guard EngineRegistry.names.contains(backend) else { throw ValidationError("unknown --backend '\(backend)'") }
+        guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
+        guard seconds > 0 && seconds <= 60 else { throw ValidationError("--seconds must be in (0, 60]") }
+    }
+
+    func run() throws {
+        let engine = try EngineRegistry.make(backend, threads: threads, device: device)
+        var results: [KernelBenchmark.Result] = []
+        Console.out("engine \(engine.name) (\(engine.deviceDescription))\n")
+        Console.out("op         shape                                        time µs      GB/s   GFLOP/s\n")
+        let cases = KernelBenchmark.cases(for: .smolLM2, includeLarge: !skipLarge)
+        for testCase in cases {
+            let r = try KernelBenchmark.run(testCase, on: engine, seconds: seconds)
+            results.append(r)
+            Console.out(String(format: "%@ %@ %10.1f %9.2f %9.2f\n", r.op.padding(toLength: 10, withPad: " ", startingAt: 0),
+                               r.shape.padding(toLength: 44, withPad: " ", startingAt: 0), r.microseconds,
+                               r.gigabytesPerSecond, r.gigaflopsPerSecond))
+        }
+        if let json { try Console.writeJSON(results, to: json) }
     }
 }

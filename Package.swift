@@ -31,12 +31,14 @@ let package = Package(
         // MARK: File formats and text
         .target(name: "QTaleGGUF", dependencies: ["QTaleCore"]),
         .target(name: "QTaleTokenizer"),
+        .target(name: "QTaleSafetensors", dependencies: ["QTaleCore", "QTaleGGUF"]),
 
         // MARK: Engines
         .target(name: "QTaleReference", dependencies: ["QTaleCore"]),
-        .target(name: "QTaleCPU", dependencies: ["QTaleCore"], swiftSettings: optimisedSwift),
-        // Kernel launch plans shared by the GPU engines (the host half of the contracts in Kernels/).
+        // Kernel launch plans shared by the GPU engines (the host half of the contracts in Kernels/),
+        // and the dependency tracking every engine that records ops uses.
         .target(name: "QTaleKernels", dependencies: ["QTaleCore"]),
+        .target(name: "QTaleCPU", dependencies: ["QTaleCore", "QTaleKernels"], swiftSettings: optimisedSwift),
         // OpenCL and Vulkan: the C targets hold the API's function table and a dlopen loader, so nothing
         // links against libOpenCL or libvulkan and `--backend cpu` runs on machines without them.
         .target(name: "COpenCL", linkerSettings: [.linkedLibrary("dl")]),
@@ -46,7 +48,7 @@ let package = Package(
 
         // MARK: Model, engine registry and conformance catalog
         .target(name: "QTaleModel",
-                dependencies: ["QTaleCore", "QTaleGGUF", "QTaleTokenizer", "QTaleReference", "QTaleCPU",
+                dependencies: ["QTaleCore", "QTaleGGUF", "QTaleSafetensors", "QTaleTokenizer", "QTaleReference", "QTaleCPU",
                                "QTaleOpenCL", "QTaleVulkan"],
                 swiftSettings: optimisedSwift),
         .target(name: "QTaleConformance", dependencies: ["QTaleCore", "QTaleReference", "QTaleTestSupport"]),
@@ -58,7 +60,7 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // MARK: Tests
-        .testTarget(name: "QTaleCoreTests", dependencies: ["QTaleCore", "QTaleGGUF", "QTaleTestSupport"]),
+        .testTarget(name: "QTaleCoreTests", dependencies: ["QTaleCore", "QTaleGGUF", "QTaleSafetensors", "QTaleTestSupport"]),
         .testTarget(name: "QTaleTokenizerTests", dependencies: ["QTaleTokenizer"]),
         .testTarget(name: "QTaleEngineTests", dependencies: ["QTaleCore", "QTaleReference", "QTaleCPU", "QTaleConformance",
                                                              "QTaleModel", "QTaleKernels", "QTaleOpenCL", "QTaleVulkan"]),

@@ -1,5 +1,6 @@
 import Dispatch
 import QTaleCore
+import QTaleKernels
 
 /// The CPU engine: Swift SIMD kernels on Dispatch threads.
 ///
@@ -19,6 +20,7 @@ public final class CPUEngine: ComputeEngine {
     /// For each pending op: whether it must wait for all earlier ops (it depends on one since the last wait).
     private var waits: [Bool] = []
     private let scheduler = SliceScheduler()
+    private var dependencies = DependencyTracker()
 
     public init(threads: Int) throws {
         guard threads >= 1 && threads <= 256 else {
@@ -79,16 +81,8 @@ public final class CPUEngine: ComputeEngine {
     /// neighbours (q/k/v projections, gate/up, the two RoPEs, the two cache writes) share one phase.
     private func markWaits() {
         waits.removeAll(keepingCapacity: true)
-        var phaseStart = 0
-        for (i, op) in pending.enumerated() {
-            var wait = false
-            for j in phaseStart..<i where op.dependsOn(pending[j]) {
-                wait = true
-                break
-            }
-            if wait { phaseStart = i }
-            waits.append(wait)
-        }
+        dependencies.reset()
+        for op in pending { waits.append(dependencies.needsBarrier(before: op)) }
     }
 
     /// How many slices an op is split into: enough to use every thread when the work pays for it.

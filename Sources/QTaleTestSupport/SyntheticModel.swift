@@ -108,17 +108,11 @@ public enum TemporaryFiles {
     public static func path(_ name: String) -> String { directory + "/" + name }
 }
 
-/// Seeded random numbers for tests (SplitMix64 + Box-Muller).
+/// Seeded random numbers for tests: ``SeededGenerator`` plus uniform and normal draws (Box-Muller).
 public struct TestRandom: RandomNumberGenerator {
-    private var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private var generator: SeededGenerator
+    public init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
+    public mutating func next() -> UInt64 { generator.next() }
     /// Uniform in [lower, upper).
     public mutating func uniform(_ lower: Float = -1, _ upper: Float = 1) -> Float {
         lower + (upper - lower) * Float(Double(next() >> 11) / Double(1 << 53))

@@ -60,14 +60,7 @@ struct BenchKernels: ParsableCommand {
         abstract: "Time each kernel at SmolLM2-135M's shapes and one large matmul (4096×14336).",
         discussion: "Reports time, GB/s (weight bytes for matmuls) and GFLOP/s per kernel; --json writes them.")
 
-    @Option(help: "Compute engine: \(EngineRegistry.names.joined(separator: ", ")).")
-    var backend: String = "cpu"
-
-    @Option(help: "CPU threads (default: all cores).")
-    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
-
-    @Option(help: "Device index for engines that see several.")
-    var device = 0
+    @OptionGroup var selection: EngineSelection
 
     @Option(help: "Seconds to spend per kernel.")
     var seconds = 0.3
@@ -79,13 +72,11 @@ struct BenchKernels: ParsableCommand {
     var json: String?
 
     func validate() throws {
-        guard EngineRegistry.names.contains(backend) else { throw ValidationError("unknown --backend '\(backend)'") }
-        guard threads >= 1 && threads <= 256 else { throw ValidationError("--threads must be between 1 and 256") }
         guard seconds > 0 && seconds <= 60 else { throw ValidationError("--seconds must be in (0, 60]") }
     }
 
     func run() throws {
-        let engine = try EngineRegistry.make(backend, threads: threads, device: device)
+        let engine = try selection.makeEngine()
         var results: [KernelBenchmark.Result] = []
         Console.out("engine \(engine.name) (\(engine.deviceDescription))\n")
         Console.out("op         shape                                        time µs      GB/s   GFLOP/s\n")

@@ -15,11 +15,8 @@ struct QTaleCommand: ParsableCommand {
         subcommands: [Generate.self, Info.self, Tokenize.self, Backends.self, Bench.self])
 }
 
-/// Options every model-running command shares.
-struct EngineOptions: ParsableArguments {
-    @Option(name: .shortAndLong, help: "A GGUF file, or 'smollm2' for the default model (fetched on first use).")
-    var model: String = ModelLocator.defaultModelName
-
+/// Which engine to run on: every engine-using command shares these options.
+struct EngineSelection: ParsableArguments {
     @Option(help: "Compute engine: \(EngineRegistry.names.joined(separator: ", ")).")
     var backend: String = "cpu"
 
@@ -37,14 +34,23 @@ struct EngineOptions: ParsableArguments {
         guard device >= 0 && device < 1024 else { throw ValidationError("--device must be a device index ≥ 0") }
     }
 
-    func resolvedModelPath() throws -> String {
-        try ModelLocator.resolve(model) { Console.status($0) }
+    func makeEngine() throws -> any ComputeEngine {
+        try EngineRegistry.make(backend, threads: threads, device: device)
     }
+}
+
+/// Options every model-running command shares: the model and the engine.
+struct EngineOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "A GGUF file, or 'smollm2' for the default model (fetched on first use).")
+    var model: String = ModelLocator.defaultModelName
+
+    @OptionGroup var selection: EngineSelection
+
+    var threads: Int { selection.threads }
 
     func load() throws -> LoadedModel {
-        let path = try resolvedModelPath()
-        let engine = try EngineRegistry.make(backend, threads: threads, device: device)
-        return try LoadedModel(path: path, engine: engine)
+        let path = try ModelLocator.resolve(model) { Console.status($0) }
+        return try LoadedModel(path: path, engine: selection.makeEngine())
     }
 }
 

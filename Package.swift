@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "QTaleTokenizerTests", dependencies: ["QTaleTokenizer"]),
         .testTarget(name: "QTaleEngineTests", dependencies: ["QTaleCore", "QTaleReference", "QTaleCPU", "QTaleConformance",
                                                              "QTaleModel", "QTaleKernels", "QTaleOpenCL", "QTaleVulkan"]),
-        .testTarget(name: "QTaleModelTests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleTokenizer", "QTaleTestSupport"],
+        .testTarget(name: "QTaleModelTests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleSafetensors", "QTaleTokenizer", "QTaleTestSupport"],
                     resources: [.copy("Goldens")]),
         .testTarget(name: "QTaleCLITests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleTestSupport"]),
     ],

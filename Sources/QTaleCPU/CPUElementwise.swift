@@ -28,6 +28,26 @@ extension CPUEngine {
         }
     }
 
+    func silu(input: TensorView, output: TensorView, slice: WorkSlice) {
+        let x = store.pointer(input, as: Float.self), out = store.pointer(output, as: Float.self)
+        for r in slice.range(of: input.rows) {
+            let (xr, orow) = (x + r * input.rowStride, out + r * output.rowStride)
+            for c in 0..<input.columns { orow[c] = xr[c] / (1 + expf(-xr[c])) }
+        }
+    }
+
+    /// Gather (`output[m] = source[indices[m]]`) or scatter (`output[indices[m]] = source[m]`) of whole rows.
+    func moveRows(source: TensorView, indices: TensorView, output: TensorView, gather: Bool, slice: WorkSlice) {
+        let bytes = source.type.byteSize
+        let index = store.pointer(indices, as: Int32.self)
+        let from = store.pointer(source.buffer) + source.byteOffset
+        let to = store.pointer(output.buffer) + output.byteOffset
+        for m in slice.range(of: indices.columns) {
+            let (s, d) = gather ? (Int(index[m]), m) : (m, Int(index[m]))
+            (to + d * output.rowStride * bytes).copyMemory(from: from + s * source.rowStride * bytes, byteCount: source.columns * bytes)
+        }
+    }
+
     func copy(source: TensorView, destination: TensorView, slice: WorkSlice) {
         let bytes = source.type.byteSize
         let from = store.pointer(source.buffer) + source.byteOffset

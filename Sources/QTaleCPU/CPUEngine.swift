@@ -100,6 +100,9 @@ public final class CPUEngine: ComputeEngine {
         case let .embed(_, tokens, _): work = tokens.columns * 512
         case let .rope(data, _, _, _, _): work = data.rows * data.columns
         case let .copy(source, _): work = source.rows * source.columns
+        case let .linear(input, weight, _, _): work = 4 * input.rows * weight.rows * weight.columns / 64
+        case let .silu(input, _): work = input.rows * input.columns
+        case let .gatherRows(source, indices, _), let .scatterRows(source, indices, _): work = indices.columns * source.columns
         }
         return min(threads, max(1, work / 16384))
     }
@@ -123,6 +126,14 @@ public final class CPUEngine: ComputeEngine {
             add(a, b, output: output, slice: slice)
         case let .copy(source, destination):
             copy(source: source, destination: destination, slice: slice)
+        case let .linear(input, weight, bias, output):
+            linear(input: input, weight: weight, bias: bias, output: output, slice: slice)
+        case let .silu(input, output):
+            silu(input: input, output: output, slice: slice)
+        case let .gatherRows(source, indices, output):
+            moveRows(source: source, indices: indices, output: output, gather: true, slice: slice)
+        case let .scatterRows(source, indices, output):
+            moveRows(source: source, indices: indices, output: output, gather: false, slice: slice)
         }
     }
 }

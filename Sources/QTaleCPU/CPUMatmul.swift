@@ -153,4 +153,18 @@ extension CPUEngine {
         }
         return SIMD4(a0.treeSum, a1.treeSum, a2.treeSum, a3.treeSum)
     }
+
+    /// Dense float32 `output = input · weightᵀ + bias`, parallel over output columns (weight rows).
+    func linear(input: TensorView, weight: TensorView, bias: TensorView?, output: TensorView, slice: WorkSlice) {
+        let x = UnsafePointer(store.pointer(input, as: Float.self))
+        let w = UnsafePointer(store.pointer(weight, as: Float.self))
+        let b = bias.map { UnsafePointer(store.pointer($0, as: Float.self)) }
+        let out = store.pointer(output, as: Float.self)
+        for n in slice.range(of: weight.rows) {
+            let row = w + n * weight.rowStride
+            for t in 0..<input.rows {
+                out[t * output.rowStride + n] = dot(x + t * input.rowStride, row, count: weight.columns) + (b?[n] ?? 0)
+            }
+        }
+    }
 }

@@ -1,5 +1,10 @@
 import QTaleCore
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Shares the slices of a recorded op list among workers, in order, with a wait before each op that
 /// depends on earlier ones.
@@ -27,9 +32,7 @@ final class SliceScheduler {
         for (i, op) in ops.enumerated() {
             let count = sliceCount(op)
             if waits[i] { phaseBase = base }
-            if ticket < base + count {
-                while finished.load(ordering: .acquiring) < phaseBase {}
-            }
+            if ticket < base + count { waitUntilFinished(phaseBase) }
             while ticket < base + count {
                 execute(op, WorkSlice(index: ticket - base, count: count, worker: worker))
                 finished.wrappingAdd(1, ordering: .releasing)
@@ -38,6 +41,17 @@ final class SliceScheduler {
             base += count
         }
         // The caller reads results after this returns: every slice must be done.
-        while finished.load(ordering: .acquiring) < base {}
+        waitUntilFinished(base)
+    }
+
+    /// Spins until `target` slices are done. Spinning keeps the wait short when every worker has a core;
+    /// after a while it yields, so a loaded machine does not starve the worker being waited for.
+    @inline(__always)
+    private func waitUntilFinished(_ target: Int) {
+        var spins = 0
+        while finished.load(ordering: .acquiring) < target {
+            spins += 1
+            if spins > 4096 { sched_yield() }
+        }
     }
 }

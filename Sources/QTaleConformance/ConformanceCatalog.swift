@@ -3,7 +3,41 @@ import QTaleCore
 /// Every op at the model's shapes and at awkward ones: K not a multiple of the group or of 32,
 /// a single token, odd sizes, strided views, in-place forms and long sequences.
 public enum ConformanceCatalog {
-    public static var all: [ConformanceCase] { embed + rmsNorm + matmul + rope + attention + elementwise }
+    public static var all: [ConformanceCase] { core + layerSkip }
+
+    /// The ops of the dense forward pass.
+    public static var core: [ConformanceCase] { embed + rmsNorm + matmul + rope + attention + elementwise }
+
+    /// The ops gated layer skip adds: the router's dense linear and SiLU, and row gather/scatter.
+    public static var layerSkip: [ConformanceCase] {
+        let linear = [(1, 576, 512, true), (7, 33, 2, true), (3, 512, 2, false)].map { t, k, n, withBias in
+            ConformanceCase(op: "linear", parameters: "T=\(t) K=\(k) N=\(n)\(withBias ? "" : ", no bias")", maxNMSE: 1e-11) { b in
+                .linear(input: try b.input(t, k), weight: try b.input(n, k), bias: withBias ? try b.input(1, n) : nil,
+                        output: try b.output(t, n))
+            }
+        }
+        let silu = [(1, 512), (5, 33)].map { rows, columns in
+            ConformanceCase(op: "silu", parameters: "\(rows)×\(columns), in place", maxNMSE: 1e-12) { b in
+                let x = try b.output(rows, columns, initialRange: -8...8)
+                return .silu(input: x, output: x)
+            }
+        }
+        let selections: [(Int, [Int])] = [(9, [0, 3, 4, 8]), (5, [4]), (40, Array(stride(from: 1, to: 40, by: 3)))]
+        let rows: [ConformanceCase] = selections.flatMap { (total: Int, picked: [Int]) -> [ConformanceCase] in
+            [
+                ConformanceCase(op: "gather_rows", parameters: "\(picked.count) of \(total)×77", maxNMSE: 0) { b in
+                    .gatherRows(source: try b.input(total, 77), indices: try b.integers(picked.map(Int32.init)),
+                                output: try b.output(picked.count, 77))
+                },
+                ConformanceCase(op: "scatter_rows", parameters: "\(picked.count) into \(total)×77", maxNMSE: 0) { b in
+                    // Rows not named keep their initial values: the pass-through rows of a skipped block.
+                    .scatterRows(source: try b.input(picked.count, 77), indices: try b.integers(picked.map(Int32.init)),
+                                 output: try b.output(total, 77, initialRange: -1...1))
+                },
+            ]
+        }
+        return linear + silu + rows
+    }
 
     static var embed: [ConformanceCase] {
         [(8, 32, 64, 100), (4, 32, 576, 50), (4, 64, 96, 10), (3, 128, 80, 7)].map { bits, group, columns, rows in

@@ -43,6 +43,21 @@ public enum Op: Sendable, CustomStringConvertible {
     /// `destination = source`, same shape; views may be strided (writes K/V rows into the cache).
     case copy(source: TensorView, destination: TensorView)
 
+    /// `output[t] = weight · input[t] + bias`: a dense float32 linear layer (the routers).
+    /// `weight`: `[N × K]`; `bias`: `[1 × N]` or `nil`; `input`: `[T × K]`; `output`: `[T × N]`.
+    case linear(input: TensorView, weight: TensorView, bias: TensorView?, output: TensorView)
+
+    /// `output = silu(input) = input / (1 + e^-input)`, elementwise. May run in place.
+    case silu(input: TensorView, output: TensorView)
+
+    /// `output[m] = source[indices[m]]`: compacts the rows that execute a block. 32-bit elements (float or int).
+    /// `indices`: int32 `[1 × M]`, each in `0 ..< source.rows`; `output`: `[M × source.columns]`.
+    case gatherRows(source: TensorView, indices: TensorView, output: TensorView)
+
+    /// `output[indices[m]] = source[m]`; rows of `output` not named by `indices` are left untouched.
+    /// `indices`: int32 `[1 × M]`, distinct; `source`: `[M × C]`.
+    case scatterRows(source: TensorView, indices: TensorView, output: TensorView)
+
     /// The op's name in kernel naming (snake_case), used by logs, benchmarks and the conformance suite.
     public var name: String {
         switch self {
@@ -54,6 +69,10 @@ public enum Op: Sendable, CustomStringConvertible {
         case .swiGLU: "swiglu"
         case .add: "add"
         case .copy: "copy"
+        case .linear: "linear"
+        case .silu: "silu"
+        case .gatherRows: "gather_rows"
+        case .scatterRows: "scatter_rows"
         }
     }
 
@@ -68,6 +87,10 @@ public enum Op: Sendable, CustomStringConvertible {
         case let .swiGLU(gate, _, _): "swiglu(\(gate.rows)×\(gate.columns))"
         case let .add(a, _, _): "add(\(a.rows)×\(a.columns))"
         case let .copy(source, _): "copy(\(source.rows)×\(source.columns))"
+        case let .linear(input, weight, _, _): "linear(\(input.rows)×\(input.columns) · \(weight.rows)×\(weight.columns)ᵀ)"
+        case let .silu(input, _): "silu(\(input.rows)×\(input.columns))"
+        case let .gatherRows(source, indices, _): "gather_rows(\(indices.columns) of \(source.rows)×\(source.columns))"
+        case let .scatterRows(source, _, output): "scatter_rows(\(source.rows) into \(output.rows)×\(output.columns))"
         }
     }
 }
@@ -86,6 +109,12 @@ extension Op {
         case let .swiGLU(gate, up, _): body(gate); body(up)
         case let .add(a, b, _): body(a); body(b)
         case let .copy(source, _): body(source)
+        case let .linear(input, weight, bias, _):
+            body(input); body(weight)
+            if let bias { body(bias) }
+        case let .silu(input, _): body(input)
+        case let .gatherRows(source, indices, _): body(source); body(indices)
+        case let .scatterRows(source, indices, _): body(source); body(indices)
         }
     }
 
@@ -93,7 +122,8 @@ extension Op {
     @inlinable public func forEachWrite(_ body: (TensorView) -> Void) {
         switch self {
         case let .embed(_, _, output), let .rmsNorm(_, _, _, output), let .matmul(_, _, output),
-             let .attention(_, _, _, _, _, _, _, _, output), let .swiGLU(_, _, output), let .add(_, _, output):
+             let .attention(_, _, _, _, _, _, _, _, output), let .swiGLU(_, _, output), let .add(_, _, output),
+             let .linear(_, _, _, output), let .silu(_, output), let .gatherRows(_, _, output), let .scatterRows(_, _, output):
             body(output)
         case let .rope(data, _, _, _, _): body(data)
         case let .copy(_, destination): body(destination)

@@ -53,6 +53,22 @@ public enum OpValidation {
         case let .copy(source, destination):
             try require(source.type == destination.type, "types differ")
             try sameShape(source, destination)
+        case let .linear(input, weight, bias, output):
+            try float(input, weight, output)
+            try require(input.columns == weight.columns, "input has \(input.columns) columns, weight expects \(weight.columns)")
+            try require(output.rows == input.rows && output.columns == weight.rows, "output must be [\(input.rows) × \(weight.rows)]")
+            if let bias { try float(bias); try require(bias.rows == 1 && bias.columns == weight.rows, "bias must be [1 × \(weight.rows)]") }
+        case let .silu(input, output):
+            try float(input, output)
+            try sameShape(input, output)
+        case let .gatherRows(source, indices, output):
+            try require(indices.type == .int32 && indices.rows == 1, "indices must be int32 [1 × M]")
+            try require(source.type == output.type, "types differ")
+            try require(output.rows == indices.columns && output.columns == source.columns, "output must be [\(indices.columns) × \(source.columns)]")
+        case let .scatterRows(source, indices, output):
+            try require(indices.type == .int32 && indices.rows == 1, "indices must be int32 [1 × M]")
+            try require(source.type == output.type, "types differ")
+            try require(source.rows == indices.columns && output.columns == source.columns, "source must be [\(indices.columns) × \(output.columns)]")
         }
     }
 }

@@ -3,7 +3,14 @@ import QTaleCore
 /// A LLaMA model bound to one engine: weights, KV cache and activation buffers, all on the engine.
 ///
 /// `forward` is written in the spirit of llama2.c: one straight pass of ops per block. Only token ids
-/// and positions go to the engine per call, and only the requested logits come back.
+/// and positions go to the engine per pass, and only the requested logits come back; with routers, each
+/// routed block's two router logits per token come back too, because the host decides what runs.
+///
+/// **Token-adaptive execution** (method.md §1): per block, the ``ExecutionPolicy`` picks the tokens that
+/// execute it. A skipped token's hidden state passes through unchanged and it writes no K/V for that
+/// block, so each block's cache holds only the tokens that executed it, with their positions. When some
+/// but not all tokens of a pass execute a block, their rows are gathered, the block runs on the compacted
+/// batch, and the rows are scattered back.
 public final class LlamaModel {
     public let configuration: LlamaConfiguration
     public let weights: LlamaWeights
@@ -12,13 +19,25 @@ public final class LlamaModel {
     public let contextLength: Int
     /// Most tokens one engine pass processes; longer prompts run in several passes.
     public let maxBatch: Int
-    /// Tokens already in the KV cache (the next token's position).
+    /// Tokens already processed (the next token's position).
     public private(set) var position = 0
+    public let policy: ExecutionPolicy
+    /// What execution saved so far (since the last ``reset()``).
+    public private(set) var telemetry: ExecutionTelemetry
+    /// Record the per-token execution map in ``telemetry`` (costs a string per token).
+    public var recordsExecutionMap = false
 
     private let cache: KVCache
     private let activations: Activations
+    private let routers: RouterWeights?
+    private let costs: BlockCosts
+    /// Host scratch: indices of the tokens that execute the current block, and router logits.
+    private var selection: [Int32]
+    private var routerLogits: [Float]
+    private var passMap: [[UInt8]] = []
 
-    public init(weights: LlamaWeights, engine: any ComputeEngine, contextLength: Int, maxBatch: Int = 128) throws {
+    public init(weights: LlamaWeights, engine: any ComputeEngine, contextLength: Int, maxBatch: Int = 128,
+                policy: ExecutionPolicy = .dense) throws {
         let c = weights.configuration
         guard contextLength >= 1 && contextLength <= c.contextLength else {
             throw QTaleError.invalidArgument("context length \(contextLength) must be between 1 and the model's \(c.contextLength)")
@@ -28,22 +47,39 @@ public final class LlamaModel {
         self.engine = engine
         self.contextLength = contextLength
         self.maxBatch = max(1, min(maxBatch, contextLength))
+        self.policy = try policy.validated(layers: c.nLayers)
         cache = try KVCache(configuration: c, contextLength: contextLength, engine: engine)
-        activations = try Activations(configuration: c, batch: self.maxBatch, engine: engine)
+        if case let .routed(set, _) = policy {
+            guard set.dModel == c.dModel else {
+                throw QTaleError.invalidArgument("routers are for d_model \(set.dModel); the model has \(c.dModel)")
+            }
+            routers = try RouterWeights(set, engine: engine)
+        } else {
+            routers = nil
+        }
+        activations = try Activations(configuration: c, batch: self.maxBatch, routerWidth: routers?.hidden ?? 0, engine: engine)
+        costs = BlockCosts(weights: weights, routers: routers)
+        telemetry = ExecutionTelemetry(blocks: c.nLayers)
+        selection = [Int32](repeating: 0, count: self.maxBatch)
+        routerLogits = [Float](repeating: 0, count: 2 * self.maxBatch)
     }
 
-    /// Forgets the cached context.
-    public func reset() { position = 0 }
+    /// Forgets the cached context and the telemetry.
+    public func reset() {
+        position = 0
+        cache.reset()
+        telemetry = ExecutionTelemetry(blocks: configuration.nLayers)
+    }
 
     /// Runs `tokens` at the next positions and returns the logits of the last one (`[vocabSize]`).
     /// Long inputs run in passes of ``maxBatch`` tokens.
     public func forward(_ tokens: [Int32]) throws -> [Float] {
         guard !tokens.isEmpty else { throw QTaleError.invalidArgument("forward needs at least one token") }
-        var logits: [Float] = []
+        var logits = [Float](repeating: 0, count: configuration.vocabSize)
         var start = 0
         while start < tokens.count {
             let end = min(tokens.count, start + maxBatch)
-            logits = try forwardPass(tokens[start..<end], wantLogits: end == tokens.count)
+            try logits.withUnsafeMutableBufferPointer { try forwardPass(tokens[start..<end], into: end == tokens.count ? $0 : nil) }
             start = end
         }
         return logits
@@ -52,12 +88,6 @@ public final class LlamaModel {
     /// Decodes one token into `logits` without allocating.
     public func forward(token: Int32, into logits: UnsafeMutableBufferPointer<Float>) throws {
         try forwardPass(CollectionOfOne(token), into: logits)
-    }
-
-    private func forwardPass<C: Collection>(_ tokens: C, wantLogits: Bool) throws -> [Float] where C.Element == Int32 {
-        var logits = [Float](repeating: 0, count: wantLogits ? configuration.vocabSize : 0)
-        try logits.withUnsafeMutableBufferPointer { try forwardPass(tokens, into: wantLogits ? $0 : nil) }
-        return logits
     }
 
     private func forwardPass<C: Collection>(_ tokens: C, into logits: UnsafeMutableBufferPointer<Float>?) throws
@@ -71,95 +101,236 @@ public final class LlamaModel {
             throw QTaleError.invalidArgument("token id \(token) is outside the vocabulary (0..<\(c.vocabSize))")
         }
         try a.upload(tokens: tokens, firstPosition: position, engine: e)
-        let ids = a.tokens.columns(0..<count), positions = a.positions.columns(0..<count)
-        let x = a.x.rows(0..<count), normed = a.normed.rows(0..<count)
-        let q = a.query.rows(0..<count), k = a.key.rows(0..<count), v = a.value.rows(0..<count)
-        let attended = a.attended.rows(0..<count)
-        let gate = a.gate.rows(0..<count), up = a.up.rows(0..<count)
-        let visible = 0..<(position + count), fresh = position..<(position + count)
+        let positions = a.positions.columns(0..<count), x = a.x.rows(0..<count)
+        if recordsExecutionMap { passMap = Array(repeating: [UInt8](repeating: 0x30, count: c.nLayers), count: count) }
 
-        try e.encode(.embed(table: weights.tokenEmbedding, tokens: ids, output: x))
-        for (l, w) in weights.blocks.enumerated() {
-            // Attention: x += Wo · attention(rope(Wq·n), cache ∪ rope(Wk·n), cache ∪ Wv·n), n = rmsNorm(x)
-            try e.encode(.rmsNorm(input: x, weight: w.attentionNorm, epsilon: c.normEpsilon, output: normed))
-            try e.encode(.matmul(input: normed, weight: w.query, output: q))
-            try e.encode(.matmul(input: normed, weight: w.key, output: k))
-            try e.encode(.matmul(input: normed, weight: w.value, output: v))
-            try e.encode(.rope(data: q, positions: positions, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
-            try e.encode(.rope(data: k, positions: positions, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
-            try e.encode(.copy(source: k, destination: cache.keys[l].rows(fresh)))
-            try e.encode(.copy(source: v, destination: cache.values[l].rows(fresh)))
-            try e.encode(.attention(query: q, keys: cache.keys[l].rows(visible), values: cache.values[l].rows(visible),
-                                    queryPositions: positions, keyPositions: nil,
-                                    heads: c.nHeads, kvHeads: c.nKVHeads, headDim: c.headDim, output: attended))
-            try e.encode(.matmul(input: attended, weight: w.attentionOutput, output: normed))
-            try e.encode(.add(x, normed, output: x))
-            // MLP: x += W_down · (silu(W_gate·n) ⊙ W_up·n), n = rmsNorm(x)
-            try e.encode(.rmsNorm(input: x, weight: w.ffnNorm, epsilon: c.normEpsilon, output: normed))
-            try e.encode(.matmul(input: normed, weight: w.gate, output: gate))
-            try e.encode(.matmul(input: normed, weight: w.up, output: up))
-            try e.encode(.swiGLU(gate: gate, up: up, output: gate))
-            try e.encode(.matmul(input: gate, weight: w.down, output: normed))
-            try e.encode(.add(x, normed, output: x))
+        try e.encode(.embed(table: weights.tokenEmbedding, tokens: a.tokens.columns(0..<count), output: x))
+        for l in 0..<c.nLayers {
+            let executing = try selectTokens(block: l, count: count, x: x)
+            telemetry.executedPerBlock[l] += executing
+            telemetry.actualFLOPs += Double(executing) * costs.linearFLOPsPerToken
+            if executing > 0 { telemetry.actualWeightBytes += costs.blockWeightBytes }
+            if recordsExecutionMap { for i in 0..<executing { passMap[Int(selection[i])][l] = 0x31 } }
+            if executing == 0 { continue }
+            if executing == count {
+                try runBlock(l, x: x, positions: positions)
+            } else {
+                // Compact the executing rows, run the block on them, scatter them back; the other rows pass through.
+                let indices = a.indices.columns(0..<executing)
+                try selection.withUnsafeBytes {
+                    try e.write(UnsafeRawBufferPointer(rebasing: $0[0 ..< 4 * executing]), to: indices.buffer, byteOffset: indices.byteOffset)
+                }
+                let compact = a.compact.rows(0..<executing), compactPositions = a.compactPositions.columns(0..<executing)
+                try e.encode(.gatherRows(source: x, indices: indices, output: compact))
+                // Positions are one int32 each: gather them as rows of a one-column view.
+                try e.encode(.gatherRows(source: positions.asColumn, indices: indices, output: compactPositions.asColumn))
+                try runBlock(l, x: compact, positions: compactPositions)
+                try e.encode(.scatterRows(source: compact, indices: indices, output: x))
+            }
         }
         position += count
+        telemetry.tokens += count
+        telemetry.denseFLOPs += Double(count * c.nLayers) * costs.linearFLOPsPerToken
+        telemetry.denseWeightBytes += c.nLayers * costs.blockWeightBytes + costs.headWeightBytes
+        telemetry.actualWeightBytes += costs.headWeightBytes
+        telemetry.kvCacheBytes = cache.bytesHeld
+        telemetry.denseKVCacheBytes = cache.bytesPerEntry * c.nLayers * position
+        if recordsExecutionMap { telemetry.map += passMap.map { String(decoding: $0, as: UTF8.self) } }
         guard let logits else { return }
         // Only the last token's logits are needed for generation.
-        let last = x.rows((count - 1)..<count), lastNormed = normed.rows(0..<1)
+        let last = x.rows((count - 1)..<count), lastNormed = a.normed.rows(0..<1)
         try e.encode(.rmsNorm(input: last, weight: weights.outputNorm, epsilon: c.normEpsilon, output: lastNormed))
         try e.encode(.matmul(input: lastNormed, weight: weights.outputHead, output: a.logits))
         try e.read(a.logits.buffer, byteOffset: a.logits.byteOffset, into: UnsafeMutableRawBufferPointer(logits))
     }
 
+    /// Fills `selection[0..<n]` with the pass rows that execute block `l` and returns `n`.
+    private func selectTokens(block l: Int, count: Int, x: TensorView) throws -> Int {
+        let (alwaysOnBlocks, alwaysOnPositions) = policy.alwaysOn
+        var n = 0
+        func choose(_ body: (Int) -> Bool) {
+            for t in 0..<count where body(t) {
+                selection[n] = Int32(t)
+                n += 1
+            }
+        }
+        switch policy {
+        case .dense:
+            choose { _ in true }
+        case let .skipBlocks(blocks):
+            if !blocks.contains(l) { choose { _ in true } }
+        case let .forcedRatio(ratio, routerConfiguration):
+            choose { t in
+                l < alwaysOnBlocks || position + t < alwaysOnPositions
+                    || ExecutionPolicy.forcedExecutes(position: position + t, block: l, ratio: ratio,
+                                                      configuration: routerConfiguration, layers: configuration.nLayers)
+            }
+        case let .routed(_, threshold):
+            guard l >= alwaysOnBlocks, let routers, let router = routers.blocks[l] else {
+                choose { _ in true }
+                return n
+            }
+            try scoreRouter(router, x: x, count: count)
+            telemetry.actualFLOPs += Double(count) * costs.routerFLOPsPerToken
+            telemetry.routerFLOPs += Double(count) * costs.routerFLOPsPerToken
+            telemetry.actualWeightBytes += costs.routerWeightBytes
+            telemetry.routerWeightBytes += costs.routerWeightBytes
+            choose { t in
+                // p_exec = softmax(logits)[exec] = sigmoid(exec - skip).
+                let pExecute = 1 / (1 + expf(routerLogits[2 * t] - routerLogits[2 * t + 1]))
+                return position + t < alwaysOnPositions || pExecute > threshold
+            }
+        }
+        return n
+    }
+
+    /// Router logits `[skip, execute]` for the pass rows, read back into `routerLogits`.
+    private func scoreRouter(_ r: RouterWeights.Block, x: TensorView, count: Int) throws {
+        let a = activations, e = engine
+        let hidden = a.routerHidden.rows(0..<count), out = a.routerLogits.rows(0..<count)
+        try e.encode(.linear(input: x, weight: r.w1, bias: r.b1, output: hidden))
+        try e.encode(.rmsNorm(input: hidden, weight: r.norm, epsilon: configuration.normEpsilon, output: hidden))
+        try e.encode(.silu(input: hidden, output: hidden))
+        try e.encode(.linear(input: hidden, weight: r.w2, bias: r.b2, output: out))
+        try routerLogits.withUnsafeMutableBytes {
+            try e.read(out.buffer, byteOffset: out.byteOffset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0 ..< 8 * count]))
+        }
+    }
+
+    /// One decoder block on `x` (`[M × dModel]`, updated in place) for tokens at `positions` (`[1 × M]`),
+    /// appending their K/V to the block's cache.
+    private func runBlock(_ l: Int, x: TensorView, positions: TensorView) throws {
+        let c = configuration, a = activations, e = engine, w = weights.blocks[l]
+        let m = x.rows
+        let normed = a.normed.rows(0..<m), q = a.query.rows(0..<m), k = a.key.rows(0..<m), v = a.value.rows(0..<m)
+        let attended = a.attended.rows(0..<m), gate = a.gate.rows(0..<m), up = a.up.rows(0..<m)
+        let (fresh, keyPositions) = try cache.append(block: l, count: m, allExecutedSoFar: m == positions.columns && x == a.x.rows(0..<m),
+                                                     position: position, engine: e)
+        let visible = 0..<fresh.upperBound
+
+        // Attention: x += Wo · attention(rope(Wq·n), cache ∪ rope(Wk·n), cache ∪ Wv·n), n = rmsNorm(x)
+        try e.encode(.rmsNorm(input: x, weight: w.attentionNorm, epsilon: c.normEpsilon, output: normed))
+        try e.encode(.matmul(input: normed, weight: w.query, output: q))
+        try e.encode(.matmul(input: normed, weight: w.key, output: k))
+        try e.encode(.matmul(input: normed, weight: w.value, output: v))
+        try e.encode(.rope(data: q, positions: positions, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
+        try e.encode(.rope(data: k, positions: positions, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
+        try e.encode(.copy(source: k, destination: cache.keys[l].rows(fresh)))
+        try e.encode(.copy(source: v, destination: cache.values[l].rows(fresh)))
+        if let keyPositions { try e.encode(.copy(source: positions, destination: keyPositions.columns(fresh))) }
+        try e.encode(.attention(query: q, keys: cache.keys[l].rows(visible), values: cache.values[l].rows(visible),
+                                queryPositions: positions, keyPositions: keyPositions?.columns(visible),
+                                heads: c.nHeads, kvHeads: c.nKVHeads, headDim: c.headDim, output: attended))
+        try e.encode(.matmul(input: attended, weight: w.attentionOutput, output: normed))
+        try e.encode(.add(x, normed, output: x))
+        // MLP: x += W_down · (silu(W_gate·n) ⊙ W_up·n), n = rmsNorm(x)
+        try e.encode(.rmsNorm(input: x, weight: w.ffnNorm, epsilon: c.normEpsilon, output: normed))
+        try e.encode(.matmul(input: normed, weight: w.gate, output: gate))
+        try e.encode(.matmul(input: normed, weight: w.up, output: up))
+        try e.encode(.swiGLU(gate: gate, up: up, output: gate))
+        try e.encode(.matmul(input: gate, weight: w.down, output: normed))
+        try e.encode(.add(x, normed, output: x))
+        telemetry.actualFLOPs += Double(4 * c.nHeads * c.headDim * m * fresh.upperBound)
+    }
+
     /// KV-cache bytes in use.
-    public var kvCacheBytes: Int { cache.bytes(positions: position) }
+    public var kvCacheBytes: Int { cache.bytesHeld }
 }
 
-/// Keys and values of every block: `[contextLength × nKVHeads*headDim]` float32 per block.
+extension TensorView {
+    /// A `[1 × n]` contiguous vector seen as `[n × 1]`, so row ops treat each element as a row.
+    var asColumn: TensorView {
+        TensorView(buffer: buffer, type: type, rows: columns, columns: 1, rowStride: 1, byteOffset: byteOffset)
+    }
+}
+
+/// Keys and values of every block, `[contextLength × nKVHeads*headDim]` float32 each, holding only the
+/// tokens that executed the block. While every token so far has executed a block, its slot `s` holds
+/// position `s` and attention needs no key positions; after the first skip, the block's key positions
+/// (int32 `[1 × contextLength]`) are kept on the engine, written by `copy` ops from the pass positions.
 final class KVCache {
     let keys: [TensorView]
     let values: [TensorView]
+    let keyPositions: [TensorView]
+    /// Entries per block.
+    private(set) var counts: [Int]
+    /// Whether slot `s` of the block holds position `s` for every entry so far.
+    private var identity: [Bool]
     private let buffers: [DeviceBuffer]
-    private let rowBytes: Int
+    let bytesPerEntry: Int
 
     init(configuration c: LlamaConfiguration, contextLength: Int, engine: any ComputeEngine) throws {
         let kvDim = c.nKVHeads * c.headDim
-        rowBytes = kvDim * 4
-        let keyBuffers = try (0..<c.nLayers).map { _ in try engine.allocate(byteCount: contextLength * kvDim * 4) }
-        let valueBuffers = try (0..<c.nLayers).map { _ in try engine.allocate(byteCount: contextLength * kvDim * 4) }
-        keys = keyBuffers.map { $0.view(.float32, rows: contextLength, columns: kvDim) }
-        values = valueBuffers.map { $0.view(.float32, rows: contextLength, columns: kvDim) }
-        buffers = keyBuffers + valueBuffers
+        bytesPerEntry = 2 * kvDim * 4
+        var buffers: [DeviceBuffer] = []
+        func make(_ type: ScalarType, rows: Int, columns: Int) throws -> TensorView {
+            let b = try engine.allocate(byteCount: rows * columns * type.byteSize)
+            buffers.append(b)
+            return b.view(type, rows: rows, columns: columns)
+        }
+        keys = try (0..<c.nLayers).map { _ in try make(.float32, rows: contextLength, columns: kvDim) }
+        values = try (0..<c.nLayers).map { _ in try make(.float32, rows: contextLength, columns: kvDim) }
+        keyPositions = try (0..<c.nLayers).map { _ in try make(.int32, rows: 1, columns: contextLength) }
+        counts = [Int](repeating: 0, count: c.nLayers)
+        identity = [Bool](repeating: true, count: c.nLayers)
+        self.buffers = buffers
     }
 
-    func bytes(positions: Int) -> Int { 2 * keys.count * positions * rowBytes }
+    func reset() {
+        for l in counts.indices { counts[l] = 0; identity[l] = true }
+    }
+
+    var bytesHeld: Int { counts.reduce(0, +) * bytesPerEntry }
+
+    /// Reserves `count` slots in block `l` and returns them with the key positions attention must use
+    /// (nil while slots equal positions). `allExecutedSoFar`: every token of this pass executes the block.
+    func append(block l: Int, count: Int, allExecutedSoFar: Bool, position: Int, engine: any ComputeEngine) throws
+        -> (slots: Range<Int>, keyPositions: TensorView?) {
+        let start = counts[l]
+        counts[l] += count
+        if identity[l] && allExecutedSoFar && start == position { return (start ..< counts[l], nil) }
+        if identity[l] {
+            // First skip in this block: spell out the positions of the slots written so far.
+            identity[l] = false
+            if start > 0 {
+                let existing = (0..<Int32(start)).map { $0 }
+                try engine.write(existing, to: keyPositions[l].columns(0..<start))
+            }
+        }
+        return (start ..< counts[l], keyPositions[l])
+    }
 }
 
 /// Activation buffers sized for the largest pass, allocated once.
 final class Activations {
-    /// int32 `[1 × batch]`
-    let tokens, positions: TensorView
-    /// `[batch × dModel]`: the residual stream, and normed / projected scratch.
-    let x, normed, attended: TensorView
+    /// int32 `[1 × batch]`: token ids, positions, executing-row indices and their positions.
+    let tokens, positions, indices, compactPositions: TensorView
+    /// `[batch × dModel]`: the residual stream, its compacted rows, and normed / projected scratch.
+    let x, compact, normed, attended: TensorView
     /// `[batch × nHeads*headDim]`, `[batch × nKVHeads*headDim]` ×2
     let query, key, value: TensorView
     /// `[batch × ffnDim]` ×2
     let gate, up: TensorView
+    /// `[batch × routerHidden]`, `[batch × 2]`
+    let routerHidden, routerLogits: TensorView
     /// `[1 × vocabSize]`
     let logits: TensorView
     private let buffers: [DeviceBuffer]
     private var hostTokens: [Int32]
 
-    init(configuration c: LlamaConfiguration, batch: Int, engine: any ComputeEngine) throws {
+    init(configuration c: LlamaConfiguration, batch: Int, routerWidth: Int, engine: any ComputeEngine) throws {
         var buffers: [DeviceBuffer] = []
         func make(_ type: ScalarType, _ rows: Int, _ columns: Int) throws -> TensorView {
-            let b = try engine.allocate(byteCount: rows * columns * type.byteSize)
+            let b = try engine.allocate(byteCount: max(1, rows * columns) * type.byteSize)
             buffers.append(b)
             return b.view(type, rows: rows, columns: columns)
         }
         tokens = try make(.int32, 1, batch)
         positions = try make(.int32, 1, batch)
+        indices = try make(.int32, 1, batch)
+        compactPositions = try make(.int32, 1, batch)
         x = try make(.float32, batch, c.dModel)
+        compact = try make(.float32, batch, c.dModel)
         normed = try make(.float32, batch, c.dModel)
         attended = try make(.float32, batch, c.nHeads * c.headDim)
         query = try make(.float32, batch, c.nHeads * c.headDim)
@@ -167,12 +338,14 @@ final class Activations {
         value = try make(.float32, batch, c.nKVHeads * c.headDim)
         gate = try make(.float32, batch, c.ffnDim)
         up = try make(.float32, batch, c.ffnDim)
+        routerHidden = try make(.float32, batch, max(1, routerWidth))
+        routerLogits = try make(.float32, batch, 2)
         logits = try make(.float32, 1, c.vocabSize)
         self.buffers = buffers
         hostTokens = [Int32](repeating: 0, count: 2 * batch)
     }
 
-    /// Writes token ids and their positions (the only per-pass upload).
+    /// Writes token ids and their positions (the only per-pass upload of a dense model).
     func upload<C: Collection>(tokens ids: C, firstPosition: Int, engine: any ComputeEngine) throws where C.Element == Int32 {
         let n = ids.count
         for (i, id) in ids.enumerated() {
@@ -185,3 +358,55 @@ final class Activations {
         }
     }
 }
+
+/// Routers uploaded to the engine: `[hidden × dModel]`, `[1 × hidden]` ×2, `[2 × hidden]`, `[1 × 2]` per block.
+final class RouterWeights {
+    struct Block { let w1, b1, norm, w2, b2: TensorView }
+    let blocks: [Block?]
+    let hidden: Int
+    private let buffers: [DeviceBuffer]
+
+    init(_ set: RouterSet, engine: any ComputeEngine) throws {
+        var buffers: [DeviceBuffer] = []
+        func upload(_ values: [Float], rows: Int, columns: Int) throws -> TensorView {
+            let b = try engine.makeBuffer(values)
+            buffers.append(b)
+            return b.view(.float32, rows: rows, columns: columns)
+        }
+        let h = set.configuration.hidden
+        hidden = h
+        blocks = try set.routers.map { r in
+            guard let r else { return nil }
+            return Block(w1: try upload(r.w1, rows: h, columns: set.dModel), b1: try upload(r.b1, rows: 1, columns: h),
+                         norm: try upload(r.norm, rows: 1, columns: h), w2: try upload(r.w2, rows: 2, columns: h),
+                         b2: try upload(r.b2, rows: 1, columns: 2))
+        }
+        self.buffers = buffers
+    }
+}
+
+/// Work and bytes of one block, the head and a router, for telemetry.
+struct BlockCosts {
+    let linearFLOPsPerToken: Double
+    let blockWeightBytes: Int
+    let headWeightBytes: Int
+    let routerFLOPsPerToken: Double
+    let routerWeightBytes: Int
+
+    init(weights: LlamaWeights, routers: RouterWeights?) {
+        let b = weights.blocks[0]
+        let matrices = [b.query, b.key, b.value, b.attentionOutput, b.gate, b.up, b.down]
+        linearFLOPsPerToken = 2 * Double(matrices.reduce(0) { $0 + $1.rows * $1.columns })
+        blockWeightBytes = matrices.reduce(0) { $0 + $1.byteCount }
+        headWeightBytes = weights.outputHead.byteCount
+        let h = routers?.hidden ?? 0, d = weights.configuration.dModel
+        routerFLOPsPerToken = 2 * Double(h * d + 2 * h)
+        routerWeightBytes = 4 * (h * d + 4 * h + 2)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif

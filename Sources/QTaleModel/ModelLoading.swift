@@ -24,9 +24,9 @@ public final class LoadedModel {
     }
 
     /// A fresh inference session (KV cache and activations) over these weights.
-    public func makeSession(contextLength: Int? = nil, maxBatch: Int = 128) throws -> LlamaModel {
+    public func makeSession(contextLength: Int? = nil, maxBatch: Int = 128, policy: ExecutionPolicy = .dense) throws -> LlamaModel {
         try LlamaModel(weights: weights, engine: engine,
-                       contextLength: contextLength ?? min(configuration.contextLength, 2048), maxBatch: maxBatch)
+                       contextLength: contextLength ?? min(configuration.contextLength, 2048), maxBatch: maxBatch, policy: policy)
     }
 }
 

@@ -21,6 +21,8 @@ public struct GenerationStatistics: Codable, Sendable {
     /// "length", "eos" or "context".
     public var stopReason: String
     public var sampling: SamplingParameters
+    /// Layer-skip telemetry (execution ratios, FLOPs and bytes against dense, KV bytes).
+    public var execution: ExecutionTelemetry
 }
 
 /// Prompt in, tokens out: prefill, then sample and decode one token at a time.
@@ -80,6 +82,6 @@ public struct TextGenerator {
             prefillTokensPerSecond: Double(prompt.count) / max(prefillSeconds, 1e-9),
             decodeTokensPerSecond: decodePasses == 0 ? 0 : Double(decodePasses) / max(decodeSeconds, 1e-9),
             weightBytesPerToken: model.weights.bytesPerToken, kvCacheBytes: session.kvCacheBytes,
-            stopReason: stopReason, sampling: sampling)
+            stopReason: stopReason, sampling: sampling, execution: session.telemetry)
     }
 }

@@ -7,11 +7,14 @@ extension ReferenceEngine {
     }
 
     func copy(source: TensorView, destination: TensorView) {
+        for r in 0..<source.rows { copyRow(from: source, r, to: destination, r) }
+    }
+
+    /// Copies row `from` of `source` to row `to` of `destination`, bit for bit.
+    func copyRow(from source: TensorView, _ from: Int, to destination: TensorView, _ to: Int) {
         let bytes = source.type.byteSize
-        for r in 0..<source.rows {
-            let from = store.pointer(source.buffer) + source.byteOffset + r * source.rowStride * bytes
-            let to = store.pointer(destination.buffer) + destination.byteOffset + r * destination.rowStride * bytes
-            to.copyMemory(from: from, byteCount: source.columns * bytes)
-        }
+        let a = store.pointer(source.buffer) + source.byteOffset + from * source.rowStride * bytes
+        let b = store.pointer(destination.buffer) + destination.byteOffset + to * destination.rowStride * bytes
+        b.copyMemory(from: a, byteCount: source.columns * bytes)
     }
 }

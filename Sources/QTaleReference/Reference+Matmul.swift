@@ -23,4 +23,16 @@ extension ReferenceEngine {
             }
         }
     }
+
+    /// `output = input · weightᵀ + bias`, float64 accumulation.
+    func linear(input: TensorView, weight: TensorView, bias: TensorView?, output: TensorView) {
+        let x = matrix(input), w = matrix(weight)
+        for t in 0..<input.rows {
+            for n in 0..<weight.rows {
+                var sum = bias.map { get($0, 0, n) } ?? 0
+                for k in 0..<input.columns { sum += x[t][k] * w[n][k] }
+                set(output, t, n, sum)
+            }
+        }
+    }
 }

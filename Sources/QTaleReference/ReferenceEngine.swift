@@ -43,6 +43,14 @@ public final class ReferenceEngine: ComputeEngine {
             elementwise(a, b, output) { $0 + $1 }
         case let .copy(source, destination):
             copy(source: source, destination: destination)
+        case let .linear(input, weight, bias, output):
+            linear(input: input, weight: weight, bias: bias, output: output)
+        case let .silu(input, output):
+            elementwise(input, input, output) { x, _ in x / (1 + _exp(-x)) }
+        case let .gatherRows(source, indices, output):
+            for m in 0..<indices.columns { copyRow(from: source, int(indices, m), to: output, m) }
+        case let .scatterRows(source, indices, output):
+            for m in 0..<indices.columns { copyRow(from: source, m, to: output, int(indices, m)) }
         }
     }
 

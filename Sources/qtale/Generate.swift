@@ -15,6 +15,8 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var engine: EngineOptions
 
+    @OptionGroup(title: "Token-adaptive layer execution") var layerSkip: LayerSkipOptions
+
     @Option(name: .shortAndLong, help: "The prompt text.")
     var prompt: String
 
@@ -63,7 +65,9 @@ struct Generate: ParsableCommand {
         if let ctx, ctx > model.configuration.contextLength {
             Console.status("note: --ctx \(ctx) exceeds the model's context length; using \(model.configuration.contextLength)")
         }
-        let session = try model.makeSession(contextLength: ctx.map { min($0, model.configuration.contextLength) })
+        let session = try model.makeSession(contextLength: ctx.map { min($0, model.configuration.contextLength) },
+                                            policy: layerSkip.policy(for: model.configuration))
+        session.recordsExecutionMap = layerSkip.execMap != nil
         let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP,
                                           seed: seed ?? UInt64.random(in: 0 ... UInt64(UInt32.max)))
         let stats = try TextGenerator(model: model, session: session).generate(
@@ -73,6 +77,8 @@ struct Generate: ParsableCommand {
         Console.status(String(format: "prompt: %d tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s decode | %@ (%@)",
                               stats.promptTokens, stats.prefillTokensPerSecond, stats.generatedTokens,
                               stats.decodeTokensPerSecond, stats.backend, stats.device))
+        if case .dense = session.policy {} else { Console.status(stats.execution.summary) }
         if let statsJSON { try Console.writeJSON(stats, to: statsJSON) }
+        if let execMap = layerSkip.execMap { try stats.execution.export(to: execMap) }
     }
 }

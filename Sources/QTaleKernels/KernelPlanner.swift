@@ -8,7 +8,7 @@ public enum KernelPlanner {
     /// Invocations per work-group for every kernel (`QTALE_WG` in the kernels).
     public static let workgroupSize = 64
     /// Output rows one `matmul_vec` work-group computes.
-    public static let matvecRowsPerGroup = 4
+    public static let matvecRowsPerGroup = 64
     /// `matmul_mat` tile: output rows × tokens per work-group.
     public static let matmulTileRows = 64
     public static let matmulTileTokens = 8
@@ -19,6 +19,7 @@ public enum KernelPlanner {
 
     /// The launch for `op` (every op is one launch).
     public static func launch(for op: Op) -> KernelLaunch {
+        if let launch = layerSkipLaunch(for: op) { return launch }
         var p = KernelParameters()
         switch op {
         case let .embed(table, tokens, output):
@@ -87,6 +88,18 @@ public enum KernelPlanner {
             p.append(elements(destination)); p.append(destination.rowStride)
             return KernelLaunch(kernel: .copy, bindings: KernelBindings(source.buffer, destination.buffer), parameters: p,
                                 groups: (divideRoundingUp(source.columns, workgroupSize), source.rows, 1))
+        case .linear, .silu, .gatherRows, .scatterRows:
+            preconditionFailure("handled by layerSkipLaunch")
+        }
+    }
+
+    /// Launches for the layer-skip ops (routers, row compaction). Nil for the other ops.
+    static func layerSkipLaunch(for op: Op) -> KernelLaunch? {
+        switch op {
+        case .linear, .silu, .gatherRows, .scatterRows:
+            preconditionFailure("\(op.name) has no GPU kernel yet")
+        default:
+            return nil
         }
     }
 }

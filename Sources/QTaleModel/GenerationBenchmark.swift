@@ -13,6 +13,8 @@ public struct GenerationBenchmark {
         public var promptTokens: Int
         public var decodeTokens: Int
         public var repeats: Int
+        /// Measured execution ratio of the decode steps (1 for the dense model).
+        public var executionRatio: Double
         public var prefillTokensPerSecond: [Double]
         public var decodeTokensPerSecond: [Double]
         public var prefillBest: Double { prefillTokensPerSecond.max() ?? 0 }
@@ -29,7 +31,7 @@ public struct GenerationBenchmark {
         }
 
         enum CodingKeys: String, CodingKey {
-            case engine, device, model, threads, promptTokens, decodeTokens, repeats
+            case engine, device, model, threads, promptTokens, decodeTokens, repeats, executionRatio
             case prefillTokensPerSecond, decodeTokensPerSecond, weightBytesPerToken
             case prefillBest, decodeBest, prefillMedian, decodeMedian, decodeWeightGBPerSecond
         }
@@ -43,6 +45,7 @@ public struct GenerationBenchmark {
             try c.encode(promptTokens, forKey: .promptTokens)
             try c.encode(decodeTokens, forKey: .decodeTokens)
             try c.encode(repeats, forKey: .repeats)
+            try c.encode(executionRatio, forKey: .executionRatio)
             try c.encode(prefillTokensPerSecond, forKey: .prefillTokensPerSecond)
             try c.encode(decodeTokensPerSecond, forKey: .decodeTokensPerSecond)
             try c.encode(weightBytesPerToken, forKey: .weightBytesPerToken)
@@ -59,23 +62,25 @@ public struct GenerationBenchmark {
         + "From the abacus to the transistor, each step made calculation cheaper. "
 
     public static func run(model: LoadedModel, threads: Int?, promptTokens: Int, decodeTokens: Int, repeats: Int,
-                           progress: (Int) -> Void = { _ in }) throws -> Result {
+                           policy: ExecutionPolicy = .dense, progress: (Int) -> Void = { _ in }) throws -> Result {
         guard promptTokens >= 1, decodeTokens >= 1, repeats >= 1 else {
             throw QTaleError.invalidArgument("benchmark token counts and repeats must be ≥ 1")
         }
         let pieces = model.tokenizer.encode(promptText, parseSpecial: false)
         let prompt = (0..<promptTokens).map { pieces[$0 % pieces.count] }
         let session = try model.makeSession(contextLength: min(model.configuration.contextLength, promptTokens + decodeTokens + 8),
-                                            maxBatch: min(512, promptTokens))
+                                            maxBatch: min(512, promptTokens), policy: policy)
         var logits = [Float](repeating: 0, count: model.configuration.vocabSize)
         // Warm-up: page weights in and size the scratch space.
         _ = try session.forward(Array(prompt.prefix(16)))
         var prefill: [Double] = [], decode: [Double] = []
+        var executionRatio = 1.0
         for r in 0..<repeats {
             session.reset()
             var start = DispatchTime.now().uptimeNanoseconds
             logits = try session.forward(prompt)
             prefill.append(Double(promptTokens) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+            let afterPrefill = session.telemetry
             try logits.withUnsafeMutableBufferPointer { logits in
                 var token = Sampler.argmax(UnsafeBufferPointer(logits))
                 start = DispatchTime.now().uptimeNanoseconds
@@ -85,10 +90,13 @@ public struct GenerationBenchmark {
                 }
             }
             decode.append(Double(decodeTokens) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9))
+            let t = session.telemetry
+            executionRatio = Double(t.executedPerBlock.reduce(0, +) - afterPrefill.executedPerBlock.reduce(0, +))
+                / Double((t.tokens - afterPrefill.tokens) * t.blocks)
             progress(r + 1)
         }
         return Result(engine: model.engine.name, device: model.engine.deviceDescription, model: model.path, threads: threads,
-                      promptTokens: promptTokens, decodeTokens: decodeTokens, repeats: repeats,
+                      promptTokens: promptTokens, decodeTokens: decodeTokens, repeats: repeats, executionRatio: executionRatio,
                       prefillTokensPerSecond: prefill, decodeTokensPerSecond: decode,
                       weightBytesPerToken: model.weights.bytesPerToken)
     }

@@ -27,10 +27,15 @@ struct BenchGenerate: ParsableCommand {
     @Option(help: "Repetitions (best and median are reported).")
     var repeats = 3
 
+    @Option(name: .customLong("exec-ratio"), parsing: .upToNextOption,
+            help: "Force these execution ratios (e.g. 1 0.75 0.5); reports decode time against ratio and the share of the ideal saving.")
+    var execRatios: [Double] = []
+
     @Option(help: "Write the result as JSON to this file.")
     var json: String?
 
     func validate() throws {
+        guard execRatios.allSatisfy({ $0 > 0 && $0 <= 1 }) else { throw ValidationError("--exec-ratio values must be in (0, 1]") }
         guard promptTokens >= 1 && promptTokens <= 8192 else { throw ValidationError("--prompt-tokens must be between 1 and 8192") }
         guard decodeTokens >= 1 && decodeTokens <= 8192 else { throw ValidationError("--decode-tokens must be between 1 and 8192") }
         guard repeats >= 1 && repeats <= 1000 else { throw ValidationError("--repeats must be between 1 and 1000") }
@@ -38,20 +43,69 @@ struct BenchGenerate: ParsableCommand {
 
     func run() throws {
         let model = try engine.load()
-        let result = try GenerationBenchmark.run(model: model, threads: engine.threads, promptTokens: promptTokens,
-                                                 decodeTokens: decodeTokens, repeats: repeats) { done in
-            Console.status("  repeat \(done)/\(repeats)")
-        }
-        Console.out(String(format: """
-            engine   %@ (%@)
-            prefill  %.1f tok/s median, %.1f best  (%d tokens)
-            decode   %.1f tok/s median, %.1f best  (%d tokens; %.1f MB weights/token, %.1f GB/s)
+        guard !execRatios.isEmpty else {
+            let result = try measure(model, policy: .dense)
+            Console.out(String(format: """
+                engine   %@ (%@)
+                prefill  %.1f tok/s median, %.1f best  (%d tokens)
+                decode   %.1f tok/s median, %.1f best  (%d tokens; %.1f MB weights/token, %.1f GB/s)
 
-            """, result.engine, result.device, result.prefillMedian, result.prefillBest, promptTokens,
-            result.decodeMedian, result.decodeBest, decodeTokens, Double(result.weightBytesPerToken) / 1e6,
-            result.decodeWeightGBPerSecond))
-        if let json { try Console.writeJSON(result, to: json) }
+                """, result.engine, result.device, result.prefillMedian, result.prefillBest, promptTokens,
+                result.decodeMedian, result.decodeBest, decodeTokens, Double(result.weightBytesPerToken) / 1e6,
+                result.decodeWeightGBPerSecond))
+            if let json { try Console.writeJSON(result, to: json) }
+            return
+        }
+        // Decode time against execution ratio. The routed blocks' share of decode time comes from a run
+        // with every routed block skipped (the floor ratio); the ideal saving at ratio r is that share
+        // times the skipped fraction of routed blocks.
+        let c = RouterConfiguration()
+        let layers = model.configuration.nLayers
+        let floor = Double(c.alwaysOnBlocks) / Double(layers)
+        let dense = try measure(model, policy: .dense)
+        let bare = try measure(model, policy: .forcedRatio(floor, c))
+        let denseTime = 1 / dense.decodeMedian, bareTime = 1 / bare.decodeMedian
+        let routedShare = (denseTime - bareTime) / denseTime
+        var rows: [SkipBenchmarkRow] = []
+        Console.out(String(format: "engine %@ (%@); routed blocks take %.1f%% of decode time (dense %.2f ms/token, all routed blocks skipped %.2f ms/token)\n",
+                           dense.engine, dense.device, 100 * routedShare, 1000 * denseTime, 1000 * bareTime))
+        Console.out("ratio  measured  prefill tok/s  decode tok/s  ms/token  saving  ideal   of ideal\n")
+        for ratio in execRatios {
+            let r = ratio == 1 ? dense : try measure(model, policy: .forcedRatio(ratio, c))
+            let time = 1 / r.decodeMedian
+            let skippedRouted = 1 - (ratio * Double(layers) - Double(c.alwaysOnBlocks)) / Double(layers - c.alwaysOnBlocks)
+            let ideal = routedShare * skippedRouted, saving = 1 - time / denseTime
+            let row = SkipBenchmarkRow(requestedRatio: ratio, result: r, msPerToken: 1000 * time, saving: saving, idealSaving: ideal,
+                                       shareOfIdeal: ideal > 0 ? saving / ideal : 1)
+            rows.append(row)
+            Console.out(String(format: "%5.2f  %8.3f  %13.1f  %12.1f  %8.2f  %5.1f%%  %5.1f%%  %7.1f%%\n", ratio, r.executionRatio,
+                               r.prefillMedian, r.decodeMedian, row.msPerToken, 100 * saving, 100 * ideal, 100 * row.shareOfIdeal))
+        }
+        if let json {
+            try Console.writeJSON(SkipBenchmark(routedShareOfDecodeTime: routedShare, dense: dense, allRoutedSkipped: bare, rows: rows), to: json)
+        }
     }
+
+    func measure(_ model: LoadedModel, policy: ExecutionPolicy) throws -> GenerationBenchmark.Result {
+        try GenerationBenchmark.run(model: model, threads: engine.threads, promptTokens: promptTokens, decodeTokens: decodeTokens,
+                                    repeats: repeats, policy: policy) { done in Console.status("  repeat \(done)/\(repeats)") }
+    }
+}
+
+struct SkipBenchmarkRow: Encodable {
+    let requestedRatio: Double
+    let result: GenerationBenchmark.Result
+    let msPerToken: Double
+    let saving: Double
+    let idealSaving: Double
+    let shareOfIdeal: Double
+}
+
+struct SkipBenchmark: Encodable {
+    let routedShareOfDecodeTime: Double
+    let dense: GenerationBenchmark.Result
+    let allRoutedSkipped: GenerationBenchmark.Result
+    let rows: [SkipBenchmarkRow]
 }
 
 struct BenchKernels: ParsableCommand {

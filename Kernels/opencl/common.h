@@ -1,0 +1,46 @@
+/*
+ * Shared by every OpenCL kernel file (inlined by scripts/kernelgen.py and by the engine's disk loader).
+ *
+ * Build options the engine passes (values from Sources/QTaleKernels/KernelPlanner.swift, the single
+ * source; the kernels assume nothing else about them):
+ *   -DQTALE_WG                work-group size of every kernel (KernelPlanner.workgroupSize)
+ *   -DQTALE_MATVEC_ROWS       output rows per matmul_vec work-group (KernelPlanner.matvecRowsPerGroup)
+ *   -DQTALE_TILE_ROWS         matmul_mat tile rows (KernelPlanner.matmulTileRows)
+ *   -DQTALE_TILE_TOKENS       matmul_mat tile tokens (KernelPlanner.matmulTileTokens)
+ *   -DQTALE_CPU_DEVICE=0|1    1 on CPU devices (PoCL), where a work-group runs as a loop over its
+ *                             work-items on one core: kernels then give a work-item more work and
+ *                             skip barriers (see matmul.cl, attention.cl)
+ *
+ * Parameters: sixteen 32-bit words, one struct argument after the buffers (KernelParameters in
+ * Sources/QTaleKernels/KernelLaunch.swift). Offsets and row strides are in elements.
+ */
+#ifndef QTALE_OPENCL_COMMON_H
+#define QTALE_OPENCL_COMMON_H
+
+#ifndef QTALE_WG
+#error "build with -DQTALE_WG=<work-group size>"
+#endif
+
+#ifndef QTALE_CPU_DEVICE
+#define QTALE_CPU_DEVICE 0
+#endif
+
+typedef struct { int w[16]; } KernelParameters;
+
+/* Parameter word i as an int, or as the float whose bits it holds. */
+#define QTALE_P(i) (params.w[(i)])
+#define QTALE_PF(i) as_float(params.w[(i)])
+
+#define QTALE_KERNEL __kernel __attribute__((reqd_work_group_size(QTALE_WG, 1, 1)))
+
+/* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
+inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
+    if (bits == 8) return pack[j];
+    if (bits == 4) return j < 16 ? (pack[j] & 15u) : (pack[j - 16] >> 4);
+    /* 3 bits: two low bits in quarter j / 8 of byte j % 8, bit 2 in bit j of the uint32 at byte 8. */
+    const uint low = (pack[j & 7] >> (2 * (j >> 3))) & 3u;
+    const uint high = (pack[8 + (j >> 3)] >> (j & 7)) & 1u;
+    return low | high << 2;
+}
+
+#endif

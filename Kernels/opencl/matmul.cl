@@ -1,0 +1,351 @@
+/*
+ * matmul: output[t][n] = sum_k input[t][k] * dequantize(weight)[n][k]      (Op.matmul)
+ *
+ * Bindings: 0 input (float), 1 codes (uchar), 2 scales (binary16), 3 offsets (binary16), 4 output (float)
+ * Parameters: 0 bits, 1 groupSize, 2 K, 3 N, 4 codeBytesPerRow, 5 groupsPerRow, 6 T,
+ *             7 inputOffset, 8 inputStride, 9 outputOffset, 10 outputStride
+ *
+ * matmul_vec (T = 1, decode). Work-groups: (ceil(N / QTALE_MATVEC_ROWS), 1, 1). Each work-group
+ *   computes QTALE_MATVEC_ROWS rows. First the work-group sums x over each quantization group into
+ *   local memory (sx[g], shared by all its rows), then QTALE_MATVEC_LANES work-items per row split K
+ *   by packs (lane j takes packs j, j + lanes, ..., each a contiguous 32-code stream) and compute
+ *     row . x = sum_g scale_g * (sum_{k in g} code_k x_k) + sum_g offset_g * sx[g]
+ *   with 16-wide vectors (the offset term 16 groups at a time, by lane 0); with several lanes, a
+ *   local-memory reduction adds the lanes' partial sums. Rows with more than QTALE_MAX_GROUPS groups
+ *   (K > 65536 at group 32) dequantize instead: sum_k (scale code_k + offset) x_k.
+ *   QTALE_MATVEC_LANES is QTALE_WG / QTALE_MATVEC_ROWS (every work-item busy) on GPUs and 1 on CPU
+ *   devices (QTALE_CPU_DEVICE), where a work-group runs as a loop on one core and a whole row per
+ *   work-item is fastest (the other work-items of the group, if any, then do nothing).
+ * matmul_mat (T > 1, prefill). Work-groups: (ceil(N / QTALE_TILE_ROWS), ceil(T / QTALE_TILE_TOKENS), 1).
+ *   A tile of QTALE_TILE_ROWS (= QTALE_WG) rows x QTALE_TILE_TOKENS tokens: work-item i owns row
+ *   tile.x * QTALE_TILE_ROWS + i, dequantizes each of its packs once and dots it with every token.
+ *
+ * Weights are w = scale * code + offset (quant_layout.h); codes past K are zero and the inputs past K
+ * are read as zero, so tails need no special case beyond the masked input load.
+ * Must match Reference+Matmul.swift matmul (float64 there; float32 accumulation here, NMSE bound 1e-10).
+ */
+#include "quant_layout.h"
+#include "opencl/common.h"
+
+#ifndef QTALE_MATVEC_LANES
+#if QTALE_CPU_DEVICE
+#define QTALE_MATVEC_LANES 1
+#else
+#define QTALE_MATVEC_LANES (QTALE_WG / QTALE_MATVEC_ROWS)
+#endif
+#endif
+#ifndef QTALE_MAX_GROUPS
+#define QTALE_MAX_GROUPS 2048
+#endif
+#if QTALE_MATVEC_LANES * QTALE_MATVEC_ROWS > QTALE_WG
+#error "QTALE_MATVEC_LANES * QTALE_MATVEC_ROWS must not exceed QTALE_WG"
+#endif
+
+#if QTALE_WG % QTALE_MATVEC_ROWS != 0
+#error "QTALE_WG must be a multiple of QTALE_MATVEC_ROWS"
+#endif
+#if QTALE_TILE_ROWS != QTALE_WG
+#error "matmul_mat assigns one tile row per work-item: QTALE_TILE_ROWS must equal QTALE_WG"
+#endif
+
+#define QTALE_INLINE inline __attribute__((always_inline))
+
+/* The 32 codes of a pack as floats: lo = codes 0..15, hi = codes 16..31. `bits` is a literal at every
+   call site, so each format gets its own straight-line unpack after inlining. */
+QTALE_INLINE void qtale_unpack(const __global uchar *pack, const int bits, float16 *lo, float16 *hi) {
+    if (bits == 8) {
+        *lo = convert_float16(vload16(0, pack));
+        *hi = convert_float16(vload16(1, pack));
+    } else if (bits == 4) {
+        const uchar16 b = vload16(0, pack);
+        *lo = convert_float16(b & (uchar16)(15));
+        *hi = convert_float16(b >> (uchar16)(4));
+    } else {
+        const uint8 b = convert_uint8(vload8(0, pack));
+        const uint8 u = (uint8)((uint)pack[8] | (uint)pack[9] << 8 | (uint)pack[10] << 16 | (uint)pack[11] << 24);
+        const uint8 lane = (uint8)(0, 1, 2, 3, 4, 5, 6, 7);
+        const float8 c0 = convert_float8((b & 3u) | ((u >> lane) & 1u) << 2);
+        const float8 c1 = convert_float8(((b >> 2) & 3u) | ((u >> (lane + 8u)) & 1u) << 2);
+        const float8 c2 = convert_float8(((b >> 4) & 3u) | ((u >> (lane + 16u)) & 1u) << 2);
+        const float8 c3 = convert_float8(((b >> 6) & 3u) | ((u >> (lane + 24u)) & 1u) << 2);
+        *lo = (float16)(c0, c1);
+        *hi = (float16)(c2, c3);
+    }
+}
+
+/* x[k .. k+16), reading zeros at and past K. */
+QTALE_INLINE float16 qtale_load16(const __global float *x, const int k, const int K) {
+    if (k + 16 <= K) return vload16(0, x + k);
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
+    return vload16(0, v);
+}
+
+QTALE_INLINE float qtale_sum16(const float16 v) {
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
+/* Scales and offsets of groups g0 .. g0+15 of a row, as floats in s[] and o[] (values past `groups`
+   are unused): one 16-wide conversion per 16 groups (vload_half16 is F16C's vcvtph2ps on PoCL, where
+   the scalar vload_half is a library routine). `readable` counts the halves from scales + g0 (and
+   offsets + g0) to the end of the matrix: while it is at least 16 the block is loaded whole even past
+   the row's end. */
+QTALE_INLINE void qtale_group_block(const __global half *scales, const __global half *offsets, const int g0,
+                                    const int groups, const int readable, float *s, float *o) {
+    if (g0 + 16 <= groups || readable >= 16) {
+        vstore16(vload_half16(0, scales + g0), 0, s);
+        vstore16(vload_half16(0, offsets + g0), 0, o);
+    } else {
+        for (int i = 0; i < 16; i++) {
+            s[i] = g0 + i < groups ? vload_half(g0 + i, scales) : 0.0f;
+            o[i] = g0 + i < groups ? vload_half(g0 + i, offsets) : 0.0f;
+        }
+    }
+}
+
+/* acc += dequantize(pack p) . x[32p .. 32p+32), reading x as zero past K. */
+#define QTALE_PACK_DOT(p, scale, offset, accLow, accHigh)                                                  \
+    do {                                                                                               \
+        float16 low_, high_, xLow_, xHigh_;                                                            \
+        qtale_unpack(codes + (p) * QTALE_PACK_BYTES(bits), bits, &low_, &high_);                      \
+        if ((p) < fullPacks) {                                                                         \
+            xLow_ = vload16(0, x + (p) * 32);                                                          \
+            xHigh_ = vload16(0, x + (p) * 32 + 16);                                                    \
+        } else {                                                                                       \
+            xLow_ = qtale_load16(x, (p) * 32, K);                                                      \
+            xHigh_ = qtale_load16(x, (p) * 32 + 16, K);                                                \
+        }                                                                                              \
+        accLow = fma(fma(low_, scale, offset), xLow_, accLow);                                         \
+        accHigh = fma(fma(high_, scale, offset), xHigh_, accHigh);                                     \
+    } while (0)
+
+/* This lane's share of one row's dot product with x, dequantizing: packs p = lane (mod QTALE_MATVEC_LANES). */
+QTALE_INLINE float qtale_row_dot(const __global float *x, const __global uchar *codes, const __global half *scales,
+                                 const __global half *offsets, const int K, const int groupSize, const int groups,
+                                 const int rowsLeft, const int lane, const int bits) {
+    const int packs = (K + QTALE_CODES_PER_PACK - 1) >> 5;
+    const int fullPacks = K >> 5;
+    const int packsPerGroup = groupSize >> 5;
+    float16 acc0 = 0.0f, acc1 = 0.0f, acc2 = 0.0f, acc3 = 0.0f;
+    float s[16], o[16];
+    for (int g0 = 0; g0 < groups; g0 += 16) {
+        qtale_group_block(scales, offsets, g0, groups, rowsLeft * groups - g0, s, o);
+        const int blockGroups = min(16, groups - g0);
+        if (packsPerGroup == 1) {
+            /* One pack per group (GGUF's formats): a flat loop, two packs per step. */
+            int gi = lane;
+            for (; gi + QTALE_MATVEC_LANES < blockGroups; gi += 2 * QTALE_MATVEC_LANES) {
+                QTALE_PACK_DOT(g0 + gi, (float16)(s[gi]), (float16)(o[gi]), acc0, acc1);
+                const int gj = gi + QTALE_MATVEC_LANES;
+                QTALE_PACK_DOT(g0 + gj, (float16)(s[gj]), (float16)(o[gj]), acc2, acc3);
+            }
+            if (gi < blockGroups) QTALE_PACK_DOT(g0 + gi, (float16)(s[gi]), (float16)(o[gi]), acc0, acc1);
+            continue;
+        }
+        for (int gi = 0; gi < blockGroups; gi++) {
+            const int first = (g0 + gi) * packsPerGroup, end = min(packs, first + packsPerGroup);
+            const float16 scale = (float16)(s[gi]), offset = (float16)(o[gi]);
+            int p = first + (lane - first % QTALE_MATVEC_LANES + QTALE_MATVEC_LANES) % QTALE_MATVEC_LANES;
+            for (; p + QTALE_MATVEC_LANES < end; p += 2 * QTALE_MATVEC_LANES) {
+                QTALE_PACK_DOT(p, scale, offset, acc0, acc1);
+                QTALE_PACK_DOT(p + QTALE_MATVEC_LANES, scale, offset, acc2, acc3);
+            }
+            if (p < end) QTALE_PACK_DOT(p, scale, offset, acc0, acc1);
+        }
+    }
+    return qtale_sum16((acc0 + acc1) + (acc2 + acc3));
+}
+
+/* Sum_k code_k x_k over pack p (x read as zero past K). */
+#define QTALE_PACK_CODE_DOT(p, d)                                                                         \
+    do {                                                                                               \
+        float16 low_, high_;                                                                           \
+        qtale_unpack(codes + (p) * QTALE_PACK_BYTES(bits), bits, &low_, &high_);                      \
+        if ((p) < fullPacks) d = fma(high_, vload16(0, x + (p) * 32 + 16), low_ * vload16(0, x + (p) * 32)); \
+        else d = fma(high_, qtale_load16(x, (p) * 32 + 16, K), low_ * qtale_load16(x, (p) * 32, K));   \
+    } while (0)
+
+/* This lane's share of one row's dot product with x from the group sums sx[] of x:
+   scale_g * sum code.x per group (packs p = lane mod QTALE_MATVEC_LANES), and on lane 0 the offset term
+   sum_g offset_g sx[g]. */
+QTALE_INLINE float qtale_row_dot_sums(const __global float *x, const __global uchar *codes, const __global half *scales,
+                                      const __global half *offsets, const __local float *sx, const int K,
+                                      const int groupSize, const int groups, const int rowsLeft, const int lane,
+                                      const int bits) {
+    const int packs = (K + QTALE_CODES_PER_PACK - 1) >> 5;
+    const int fullPacks = K >> 5;
+    const int packsPerGroup = groupSize >> 5;
+    const int16 ids = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    float16 acc0 = 0.0f, acc1 = 0.0f, accOffsets = 0.0f;
+    float s[16], o[16];
+    for (int g0 = 0; g0 < groups; g0 += 16) {
+        qtale_group_block(scales, offsets, g0, groups, rowsLeft * groups - g0, s, o);
+        const int blockGroups = min(16, groups - g0);
+        if (lane == 0) {
+            const int16 inside = ids < blockGroups;  /* sx and o past `groups` are not data */
+            accOffsets = fma(select((float16)(0.0f), vload16(0, o), inside),
+                             select((float16)(0.0f), vload16(0, sx + g0), inside), accOffsets);
+        }
+        if (packsPerGroup == 1) {
+            /* One pack per group (GGUF's formats): a flat loop, two packs per step. */
+            int gi = lane;
+            for (; gi + QTALE_MATVEC_LANES < blockGroups; gi += 2 * QTALE_MATVEC_LANES) {
+                const int p = g0 + gi, q = p + QTALE_MATVEC_LANES;
+                float16 low0, high0, low1, high1, d0, d1;
+                qtale_unpack(codes + p * QTALE_PACK_BYTES(bits), bits, &low0, &high0);
+                qtale_unpack(codes + q * QTALE_PACK_BYTES(bits), bits, &low1, &high1);
+                if (q < fullPacks) {
+                    d0 = fma(high0, vload16(0, x + p * 32 + 16), low0 * vload16(0, x + p * 32));
+                    d1 = fma(high1, vload16(0, x + q * 32 + 16), low1 * vload16(0, x + q * 32));
+                } else {
+                    d0 = fma(high0, qtale_load16(x, p * 32 + 16, K), low0 * qtale_load16(x, p * 32, K));
+                    d1 = fma(high1, qtale_load16(x, q * 32 + 16, K), low1 * qtale_load16(x, q * 32, K));
+                }
+                acc0 = fma((float16)(s[gi]), d0, acc0);
+                acc1 = fma((float16)(s[gi + QTALE_MATVEC_LANES]), d1, acc1);
+            }
+            if (gi < blockGroups) {
+                float16 d0;
+                QTALE_PACK_CODE_DOT(g0 + gi, d0);
+                acc0 = fma((float16)(s[gi]), d0, acc0);
+            }
+            continue;
+        }
+        for (int gi = 0; gi < blockGroups; gi++) {
+            const int first = (g0 + gi) * packsPerGroup, end = min(packs, first + packsPerGroup);
+            float16 d = 0.0f;
+            for (int p = first + (lane - first % QTALE_MATVEC_LANES + QTALE_MATVEC_LANES) % QTALE_MATVEC_LANES;
+                 p < end; p += QTALE_MATVEC_LANES) {
+                float16 dp;
+                QTALE_PACK_CODE_DOT(p, dp);
+                d += dp;
+            }
+            if (gi & 1) acc1 = fma((float16)(s[gi]), d, acc1);
+            else acc0 = fma((float16)(s[gi]), d, acc0);
+        }
+    }
+    return qtale_sum16((acc0 + acc1) + accOffsets);
+}
+
+QTALE_KERNEL void matmul_vec(__global const float *input, __global const uchar *codes, __global const half *scales,
+                             __global const half *offsets, __global float *output, const KernelParameters params) {
+    const int bits = QTALE_P(0), groupSize = QTALE_P(1), K = QTALE_P(2), N = QTALE_P(3), groups = QTALE_P(5);
+    const int lid = (int)get_local_id(0);
+    const int lane = lid % QTALE_MATVEC_LANES, r = lid / QTALE_MATVEC_LANES;
+    const int n = (int)get_group_id(0) * QTALE_MATVEC_ROWS + r;
+    const bool active = r < QTALE_MATVEC_ROWS && n < N;
+    const __global float *x = input + QTALE_P(7);
+
+    /* x summed over each group, once for all the rows of the work-group. */
+    __local float sx[QTALE_MAX_GROUPS];
+    const bool useSums = groups <= QTALE_MAX_GROUPS;
+    if (useSums) {
+        for (int g = lid; g < groups; g += QTALE_WG) {
+            const int start = g * groupSize, end = min(K, start + groupSize);
+            float16 sum16 = 0.0f;
+            for (int k = start; k < end; k += 16) sum16 += qtale_load16(x, k, end);
+            sx[g] = qtale_sum16(sum16);
+        }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    float sum = 0.0f;
+    if (active) {
+        const __global uchar *rowCodes = codes + (size_t)n * QTALE_P(4);
+        const __global half *rowScales = scales + (size_t)n * groups;
+        const __global half *rowOffsets = offsets + (size_t)n * groups;
+        const int rowsLeft = N - n;
+        if (useSums) {
+            if (bits == 4) sum = qtale_row_dot_sums(x, rowCodes, rowScales, rowOffsets, sx, K, groupSize, groups, rowsLeft, lane, 4);
+            else if (bits == 8) sum = qtale_row_dot_sums(x, rowCodes, rowScales, rowOffsets, sx, K, groupSize, groups, rowsLeft, lane, 8);
+            else sum = qtale_row_dot_sums(x, rowCodes, rowScales, rowOffsets, sx, K, groupSize, groups, rowsLeft, lane, 3);
+        } else {
+            if (bits == 4) sum = qtale_row_dot(x, rowCodes, rowScales, rowOffsets, K, groupSize, groups, rowsLeft, lane, 4);
+            else if (bits == 8) sum = qtale_row_dot(x, rowCodes, rowScales, rowOffsets, K, groupSize, groups, rowsLeft, lane, 8);
+            else sum = qtale_row_dot(x, rowCodes, rowScales, rowOffsets, K, groupSize, groups, rowsLeft, lane, 3);
+        }
+    }
+#if QTALE_MATVEC_LANES == 1
+    if (active) output[QTALE_P(9) + n] = sum;
+#else
+    __local float partial[QTALE_WG];
+    partial[lid] = sum;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (lane == 0 && active) {
+        float total = 0.0f;
+        for (int i = 0; i < QTALE_MATVEC_LANES; i++) total += partial[lid + i];
+        output[QTALE_P(9) + n] = total;
+    }
+#endif
+}
+
+/* The tile's dot products for one weight format. */
+QTALE_INLINE void qtale_tile(const __global float *input, const __global uchar *codes, const __global half *scales,
+                             const __global half *offsets, __global float *output, const KernelParameters params,
+                             const int n, const int t0, const int bits) {
+    const int groupSize = QTALE_P(1), K = QTALE_P(2), T = QTALE_P(6);
+    const int packs = (K + QTALE_CODES_PER_PACK - 1) >> 5;
+    const int fullPacks = K >> 5;
+    const int packsPerGroup = groupSize >> 5;
+    const int groups = QTALE_P(5);
+    const __global uchar *rowCodes = codes + (size_t)n * QTALE_P(4);
+    const __global half *rowScales = scales + (size_t)n * QTALE_P(5);
+    const __global half *rowOffsets = offsets + (size_t)n * QTALE_P(5);
+    /* Tokens past T repeat the last token (valid memory); their sums are not stored. */
+    const __global float *x[QTALE_TILE_TOKENS];
+    #pragma unroll
+    for (int j = 0; j < QTALE_TILE_TOKENS; j++) {
+        x[j] = input + QTALE_P(7) + (size_t)min(t0 + j, T - 1) * QTALE_P(8);
+    }
+    float16 acc[QTALE_TILE_TOKENS];
+    #pragma unroll
+    for (int j = 0; j < QTALE_TILE_TOKENS; j++) acc[j] = 0.0f;
+
+    float s[16], o[16];
+    for (int g0 = 0; g0 < groups; g0 += 16) {
+        qtale_group_block(rowScales, rowOffsets, g0, groups, (QTALE_P(3) - n) * groups - g0, s, o);
+        const int blockGroups = min(16, groups - g0);
+        for (int gi = 0; gi < blockGroups; gi++) {
+            const int first = (g0 + gi) * packsPerGroup, end = min(packs, first + packsPerGroup);
+            const float16 scale = (float16)(s[gi]), offset = (float16)(o[gi]);
+            for (int p = first; p < end; p++) {
+                float16 low, high;
+                qtale_unpack(rowCodes + p * QTALE_PACK_BYTES(bits), bits, &low, &high);
+                low = fma(low, scale, offset);
+                high = fma(high, scale, offset);
+                if (p < fullPacks) {
+                    #pragma unroll
+                    for (int j = 0; j < QTALE_TILE_TOKENS; j++) {
+                        acc[j] = fma(low, vload16(0, x[j] + p * 32), acc[j]);
+                        acc[j] = fma(high, vload16(0, x[j] + p * 32 + 16), acc[j]);
+                    }
+                } else {
+                    #pragma unroll
+                    for (int j = 0; j < QTALE_TILE_TOKENS; j++) {
+                        acc[j] = fma(low, qtale_load16(x[j], p * 32, K), acc[j]);
+                        acc[j] = fma(high, qtale_load16(x[j], p * 32 + 16, K), acc[j]);
+                    }
+                }
+            }
+        }
+    }
+    __global float *out = output + QTALE_P(9) + n;
+    #pragma unroll
+    for (int j = 0; j < QTALE_TILE_TOKENS; j++) {
+        if (t0 + j < T) out[(size_t)(t0 + j) * QTALE_P(10)] = qtale_sum16(acc[j]);
+    }
+}
+
+QTALE_KERNEL void matmul_mat(__global const float *input, __global const uchar *codes, __global const half *scales,
+                             __global const half *offsets, __global float *output, const KernelParameters params) {
+    const int bits = QTALE_P(0), N = QTALE_P(3);
+    const int n = (int)get_group_id(0) * QTALE_TILE_ROWS + (int)get_local_id(0);
+    const int t0 = (int)get_group_id(1) * QTALE_TILE_TOKENS;
+    if (n >= N) return;
+    if (bits == 4) qtale_tile(input, codes, scales, offsets, output, params, n, t0, 4);
+    else if (bits == 8) qtale_tile(input, codes, scales, offsets, output, params, n, t0, 8);
+    else qtale_tile(input, codes, scales, offsets, output, params, n, t0, 3);
+}

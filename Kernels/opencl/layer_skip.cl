@@ -1,0 +1,53 @@
+/*
+ * The ops gated layer skip adds: the router's dense linear layer and SiLU (Op.linear, Op.silu), and the
+ * row compaction around a block that only some tokens execute (Op.gatherRows, Op.scatterRows).
+ *
+ * linear
+ *   Bindings: 0 input [T x K], 1 weight [N x K] (float32), 2 bias [1 x N] (bound to input when absent), 3 output [T x N]
+ *   Parameters: 0 T, 1 K, 2 N, 3 inputOffset, 4 inputStride, 5 weightOffset, 6 weightStride,
+ *               7 biasOffset (-1: no bias), 8 outputOffset, 9 outputStride
+ *   Work-groups: (ceil(N / QTALE_WG), T, 1); work-item (n, t) computes output[t][n] = weight[n] . input[t] + bias[n].
+ * silu
+ *   Bindings: 0 input, 1 output (may alias input)
+ *   Parameters: 0 rows, 1 columns, 2 inputOffset, 3 inputStride, 4 outputOffset, 5 outputStride
+ *   Work-groups: (ceil(columns / QTALE_WG), rows, 1).
+ * move_rows (gather_rows and scatter_rows)
+ *   Bindings: 0 source, 1 indices (int32), 2 output; 32-bit elements copied as bits
+ *   Parameters: 0 M, 1 columns, 2 sourceOffset, 3 sourceStride, 4 indicesOffset, 5 outputOffset,
+ *               6 outputStride, 7 direction (0: output[m] = source[indices[m]], 1: output[indices[m]] = source[m])
+ *   Work-groups: (ceil(columns / QTALE_WG), M, 1).
+ * Must match Reference+Matmul.swift (linear, NMSE 1e-11) and ReferenceEngine.encode (silu; rows exactly).
+ */
+#include "opencl/common.h"
+
+QTALE_KERNEL void linear(__global const float *input, __global const float *weight, __global const float *bias,
+                         __global float *output, const KernelParameters params) {
+    const int n = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
+    const size_t t = get_group_id(1);
+    if (n >= QTALE_P(2)) return;
+    const __global float *x = input + QTALE_P(3) + t * (size_t)QTALE_P(4);
+    const __global float *w = weight + QTALE_P(5) + n * (size_t)QTALE_P(6);
+    float sum = 0.0f;
+    for (int k = 0; k < QTALE_P(1); ++k) sum = fma(w[k], x[k], sum);
+    if (QTALE_P(7) >= 0) sum += bias[QTALE_P(7) + n];
+    output[QTALE_P(8) + t * (size_t)QTALE_P(9) + n] = sum;
+}
+
+QTALE_KERNEL void silu(__global const float *input, __global float *output, const KernelParameters params) {
+    const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
+    const size_t r = get_group_id(1);
+    if (c >= QTALE_P(1)) return;
+    const float x = input[QTALE_P(2) + r * (size_t)QTALE_P(3) + c];
+    output[QTALE_P(4) + r * (size_t)QTALE_P(5) + c] = x / (1.0f + exp(-x));
+}
+
+QTALE_KERNEL void move_rows(__global const uint *source, __global const int *indices, __global uint *output,
+                            const KernelParameters params) {
+    const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
+    const int m = (int)get_group_id(1);
+    if (c >= QTALE_P(1)) return;
+    const int index = indices[QTALE_P(4) + m];
+    const size_t from = QTALE_P(7) == 0 ? (size_t)index : (size_t)m;
+    const size_t to = QTALE_P(7) == 0 ? (size_t)m : (size_t)index;
+    output[QTALE_P(5) + to * (size_t)QTALE_P(6) + c] = source[QTALE_P(2) + from * (size_t)QTALE_P(3) + c];
+}

@@ -1,0 +1,82 @@
+import CVulkan
+import QTaleCore
+
+/// A logical device with one compute queue, its function table, and the memory types buffers use.
+final class VulkanDevice {
+    let instance: VulkanInstance
+    let physical: VulkanPhysicalDevice
+    let functions: QTaleVulkanDevice
+    let handle: VkDevice
+    let queue: VkQueue
+    /// Whether `shaderFloat64` is enabled (then RoPE computes its angles in float64).
+    let float64: Bool
+
+    init(instance: VulkanInstance, physical: VulkanPhysicalDevice) throws {
+        self.instance = instance
+        self.physical = physical
+        float64 = physical.features.shaderFloat64 != 0
+
+        var priority: Float = 1
+        var device: VkDevice?
+        let result: VkResult = withUnsafePointer(to: &priority) { priorityPointer in
+            var queueInfo = VkDeviceQueueCreateInfo()
+            queueInfo.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO
+            queueInfo.queueFamilyIndex = physical.computeQueueFamily
+            queueInfo.queueCount = 1
+            queueInfo.pQueuePriorities = priorityPointer
+            var features = VkPhysicalDeviceFeatures()
+            features.shaderFloat64 = physical.features.shaderFloat64
+            return withUnsafePointer(to: &queueInfo) { queuePointer in
+                withUnsafePointer(to: &features) { featuresPointer in
+                    var info = VkDeviceCreateInfo()
+                    info.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
+                    info.queueCreateInfoCount = 1
+                    info.pQueueCreateInfos = queuePointer
+                    info.pEnabledFeatures = featuresPointer
+                    return instance.functions.CreateDevice!(physical.handle, &info, nil, &device)
+                }
+            }
+        }
+        try vkCheck(result, "vkCreateDevice")
+        guard let device else { throw QTaleError.engine("vkCreateDevice returned no device") }
+        handle = device
+
+        var functions = QTaleVulkanDevice()
+        if let message = withUnsafePointer(to: instance.functions, { qtale_vulkan_load_device($0, device, &functions) }) {
+            if let destroy = unsafeBitCast(instance.functions.GetDeviceProcAddr!(device, "vkDestroyDevice"), to: PFN_vkDestroyDevice?.self) {
+                destroy(device, nil)
+            }
+            throw QTaleError.engine(String(cString: message))
+        }
+        self.functions = functions
+        var queue: VkQueue?
+        functions.GetDeviceQueue!(device, physical.computeQueueFamily, 0, &queue)
+        guard let queue else {
+            functions.DestroyDevice!(device, nil)
+            throw QTaleError.engine("vkGetDeviceQueue returned no queue")
+        }
+        self.queue = queue
+
+        let memory = physical.memory
+        memoryTypes = withUnsafeBytes(of: memory.memoryTypes) {
+            Array($0.bindMemory(to: VkMemoryType.self).prefix(Int(memory.memoryTypeCount)))
+        }
+    }
+
+    /// Memory types of this device, indexed as `VkMemoryAllocateInfo.memoryTypeIndex`.
+    let memoryTypes: [VkMemoryType]
+
+    /// The first memory type allowed by `allowed` (a `memoryTypeBits` mask) that has every flag of `required`.
+    func memoryType(allowed: UInt32, required: [VkMemoryPropertyFlagBits]) -> UInt32? {
+        let mask = required.reduce(0) { $0 | $1.rawValue }
+        return memoryTypes.indices.first { allowed & (1 << $0) != 0 && memoryTypes[$0].propertyFlags & mask == mask }.map(UInt32.init)
+    }
+
+    deinit {
+        _ = functions.DeviceWaitIdle!(handle)
+        functions.DestroyDevice!(handle, nil)
+    }
+
+    /// The largest storage-buffer binding (every engine buffer is bound whole).
+    var maxStorageBufferRange: Int { Int(physical.properties.limits.maxStorageBufferRange) }
+}

@@ -11,14 +11,24 @@ public enum KernelName: String, CaseIterable, Sendable {
     case swiGLU = "swiglu"
     case add
     case copy
+    case linear
+    case silu
+    /// Row gather and scatter (`Op.gatherRows`, `Op.scatterRows`): one kernel, a direction parameter.
+    case moveRows = "move_rows"
+
+    private static let order = allCases
+
+    /// Position in `allCases`: engines keep their compiled kernels in arrays indexed by it.
+    @inline(__always) public var index: Int { Self.order.firstIndex(of: self)! }
 
     /// Storage buffers the kernel binds, in contract order.
     public var bindingCount: Int {
         switch self {
         case .embed, .matmulVector, .matmulMatrix: 5
-        case .rmsNorm, .swiGLU, .add: 3
-        case .rope, .copy: 2
+        case .rmsNorm, .swiGLU, .add, .moveRows: 3
+        case .rope, .copy, .silu: 2
         case .attention: 6
+        case .linear: 4
         }
     }
 }

@@ -95,9 +95,31 @@ public enum KernelPlanner {
 
     /// Launches for the layer-skip ops (routers, row compaction). Nil for the other ops.
     static func layerSkipLaunch(for op: Op) -> KernelLaunch? {
+        var p = KernelParameters()
         switch op {
-        case .linear, .silu, .gatherRows, .scatterRows:
-            preconditionFailure("\(op.name) has no GPU kernel yet")
+        case let .linear(input, weight, bias, output):
+            // params: T, K, N, inputOffset, inputStride, weightOffset, weightStride, biasOffset (-1: none),
+            //         outputOffset, outputStride
+            p.append(input.rows); p.append(input.columns); p.append(weight.rows); p.append(elements(input))
+            p.append(input.rowStride); p.append(elements(weight)); p.append(weight.rowStride)
+            p.append(bias.map(elements) ?? -1); p.append(elements(output)); p.append(output.rowStride)
+            return KernelLaunch(kernel: .linear,
+                                bindings: KernelBindings(input.buffer, weight.buffer, (bias ?? input).buffer, output.buffer),
+                                parameters: p, groups: (divideRoundingUp(weight.rows, workgroupSize), input.rows, 1))
+        case let .silu(input, output):
+            // params: rows, columns, inputOffset, inputStride, outputOffset, outputStride
+            p.append(input.rows); p.append(input.columns); p.append(elements(input)); p.append(input.rowStride)
+            p.append(elements(output)); p.append(output.rowStride)
+            return KernelLaunch(kernel: .silu, bindings: KernelBindings(input.buffer, output.buffer), parameters: p,
+                                groups: (divideRoundingUp(input.columns, workgroupSize), input.rows, 1))
+        case let .gatherRows(source, indices, output), let .scatterRows(source, indices, output):
+            // params: M, columns, sourceOffset, sourceStride, indicesOffset, outputOffset, outputStride,
+            //         direction (0 gather, 1 scatter)
+            let scatter: Bool = if case .scatterRows = op { true } else { false }
+            p.append(indices.columns); p.append(source.columns); p.append(elements(source)); p.append(source.rowStride)
+            p.append(elements(indices)); p.append(elements(output)); p.append(output.rowStride); p.append(scatter ? 1 : 0)
+            return KernelLaunch(kernel: .moveRows, bindings: KernelBindings(source.buffer, indices.buffer, output.buffer),
+                                parameters: p, groups: (divideRoundingUp(source.columns, workgroupSize), indices.columns, 1))
         default:
             return nil
         }

@@ -14,7 +14,7 @@ import QTaleKernels
 final class OpenCLKernels {
     private let library: OpenCLLibrary
     private var programs: [cl_program] = []
-    /// Indexed by ``KernelName/slot``; nil where Kernels/opencl defines no such kernel.
+    /// Indexed by ``KernelName/index``; nil where Kernels/opencl defines no such kernel.
     private var kernels: [cl_kernel?] = []
 
     /// `-D` options for `device`; `QTALE_OPENCL_OPTIONS` appends more (for experiments).
@@ -82,7 +82,7 @@ final class OpenCLKernels {
 
     /// The kernel for `name`; throws when Kernels/opencl does not define it.
     @inline(__always) func kernel(_ name: KernelName) throws -> cl_kernel {
-        guard let kernel = kernels[name.slot] else {
+        guard let kernel = kernels[name.index] else {
             throw QTaleError.engine("the OpenCL engine has no \(name.rawValue) kernel (Kernels/opencl defines none)")
         }
         return kernel
@@ -154,11 +154,4 @@ final class OpenCLKernels {
         }
         return program
     }
-}
-
-extension KernelName {
-    private static let order = allCases
-
-    /// Position in `allCases`, for array lookups on the launch path (a scan of a dozen enum compares).
-    @inline(__always) var slot: Int { Self.order.firstIndex(of: self)! }
 }

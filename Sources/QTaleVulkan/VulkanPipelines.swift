@@ -333,20 +333,3 @@ final class VulkanPipelines {
         return pipeline!
     }
 }
-
-extension KernelName {
-    /// Position in `KernelName.allCases` (the order of ``VulkanPipelines/pipelines``).
-    var index: Int {
-        switch self {
-        case .embed: 0
-        case .rmsNorm: 1
-        case .matmulVector: 2
-        case .matmulMatrix: 3
-        case .rope: 4
-        case .attention: 5
-        case .swiGLU: 6
-        case .add: 7
-        case .copy: 8
-        }
-    }
-}

@@ -14,7 +14,7 @@ final class GPUConformanceTests: XCTestCase {
     private func check(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let engine = try GPUEngines.make(name, file: file, line: line)
         var failures = 0
-        let cases = ConformanceCatalog.core
+        let cases = ConformanceCatalog.all
         for testCase in cases {
             let result = try ConformanceRunner.run(testCase, on: engine)
             if !result.passed { failures += 1 }

@@ -103,12 +103,20 @@ final class LayerSkipTests: XCTestCase {
         XCTAssertLessThan(nmse(compacted, last), 1e-10)
     }
 
-    func testRoutedDecisionsAndTokensAgreeWithTheReferenceEngine() throws {
+    /// The same routing decisions, execution map and tokens on every engine (GPU engines where available;
+    /// in CI, where PoCL and llvmpipe are installed, an unavailable engine fails the test).
+    func testRoutedDecisionsAndTokensAgreeOnEveryEngine() throws {
         // Random routers: p_exec ≈ sigmoid(1.9 + noise); θ near the middle of that range skips some.
         let routers = try RouterSet.random(configuration: RouterConfiguration(hidden: 32, alwaysOnBlocks: 1, alwaysOnPositions: 2),
                                            dModel: 64, layers: 4, seed: 5)
         var maps: [[String]] = [], tokens: [[Int32]] = []
-        for backend in ["cpu", "reference"] {
+        var backends = ["cpu", "reference"]
+        for gpu in ["opencl", "vulkan"] {
+            let probe = EngineRegistry.entries.first { $0.name == gpu }!.probe()
+            if probe.isAvailable { backends.append(gpu) }
+            else if ProcessInfo.processInfo.environment["CI"] == "true" { XCTFail("\(gpu) unavailable in CI: \(probe)") }
+        }
+        for backend in backends {
             let model = try load(backend)
             let session = try model.makeSession(policy: .routed(routers, threshold: 0.87))
             session.recordsExecutionMap = true
@@ -121,8 +129,10 @@ final class LayerSkipTests: XCTestCase {
             XCTAssertGreaterThan(session.telemetry.executionRatio, 0.3)
             XCTAssertLessThan(session.telemetry.executionRatio, 0.97, "θ must make some tokens skip")
         }
-        XCTAssertEqual(maps[0], maps[1])
-        XCTAssertEqual(tokens[0], tokens[1])
+        for i in 1..<backends.count {
+            XCTAssertEqual(maps[i], maps[0], "\(backends[i]) decisions differ from cpu")
+            XCTAssertEqual(tokens[i], tokens[0], "\(backends[i]) tokens differ from cpu")
+        }
     }
 
     func testBadRouterFilesAreRejected() throws {

@@ -33,7 +33,7 @@
 #include "quant_layout.h"
 
 layout(constant_id = 0) const uint QTALE_WG = 64;
-layout(constant_id = 5) const uint LANES = 8;
+layout(constant_id = 5) const uint LANES = 64;
 layout(constant_id = 6) const uint TILE_ROWS = 64;
 layout(local_size_x_id = 5) in;
 layout(constant_id = 1) const int RPI = 1;

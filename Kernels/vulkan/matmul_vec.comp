@@ -37,7 +37,7 @@
 #include "quant_layout.h"
 
 layout(constant_id = 0) const uint QTALE_WG = 64;
-layout(constant_id = 5) const uint LANES = 16;
+layout(constant_id = 5) const uint LANES = 64;
 layout(constant_id = 6) const uint ROWS = 64;
 layout(constant_id = 7) const bool PAIRED = false;
 layout(local_size_x_id = 5) in;

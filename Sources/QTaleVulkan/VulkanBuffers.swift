@@ -15,7 +15,8 @@ struct VulkanBuffer {
 
 extension VulkanDevice {
     /// Creates a storage buffer of at least `byteCount` bytes. Prefers memory the host maps directly
-    /// (`hostMapped`); falls back to device-local memory when there is none or it is exhausted.
+    /// (`hostMapped`); falls back to device-local memory when there is none or it is exhausted. With
+    /// `hostMapped` false the buffer is never mapped (then `write` and `read` go through the staging buffer).
     func makeBuffer(byteCount: Int, hostMapped: Bool = true, staging: Bool = false) throws -> VulkanBuffer {
         let size = max(16, (byteCount + 15) & ~15)
         var buffer: VkBuffer?
@@ -42,7 +43,7 @@ extension VulkanDevice {
                 candidates.append((t, true))
             }
             if let t = memoryType(allowed: allowed, required: [VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT]) ?? memoryType(allowed: allowed, required: []) {
-                candidates.append((t, memoryTypes[Int(t)].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT.rawValue != 0
+                candidates.append((t, hostMapped && memoryTypes[Int(t)].propertyFlags & VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT.rawValue != 0
                                       && memoryTypes[Int(t)].propertyFlags & VK_MEMORY_PROPERTY_HOST_COHERENT_BIT.rawValue != 0))
             }
         }

@@ -34,10 +34,18 @@ final class VulkanDescriptors {
     }
 
     deinit {
+        destroyViews()
+        for pool in pools { device.functions.DestroyDescriptorPool!(device.handle, pool, nil) }
+    }
+
+    /// Destroys every buffer view (the engine calls this before destroying its buffers).
+    func destroyViews() {
         let f = device.functions
         for view in views.values { f.DestroyBufferView!(device.handle, view, nil) }
         for view in retiredViews { f.DestroyBufferView!(device.handle, view, nil) }
-        for pool in pools { f.DestroyDescriptorPool!(device.handle, pool, nil) }
+        views = [:]
+        retiredViews = []
+        cache = [:]
     }
 
     /// A descriptor set binding `bindings` (whole buffers, in order) as signature `signature` reads them.

@@ -1,4 +1,5 @@
 import CVulkan
+import Foundation
 import QTaleCore
 
 /// A logical device with one compute queue, its function table, and the memory types buffers use.
@@ -14,7 +15,9 @@ final class VulkanDevice {
     init(instance: VulkanInstance, physical: VulkanPhysicalDevice) throws {
         self.instance = instance
         self.physical = physical
-        float64 = physical.features.shaderFloat64 != 0
+        // QTALE_VULKAN_NO_FLOAT64=1 runs the float32 RoPE fallback (for testing it on llvmpipe).
+        let float64 = physical.features.shaderFloat64 != 0 && ProcessInfo.processInfo.environment["QTALE_VULKAN_NO_FLOAT64"] != "1"
+        self.float64 = float64
 
         var priority: Float = 1
         var device: VkDevice?
@@ -25,7 +28,7 @@ final class VulkanDevice {
             queueInfo.queueCount = 1
             queueInfo.pQueuePriorities = priorityPointer
             var features = VkPhysicalDeviceFeatures()
-            features.shaderFloat64 = physical.features.shaderFloat64
+            features.shaderFloat64 = float64 ? 1 : 0
             return withUnsafePointer(to: &queueInfo) { queuePointer in
                 withUnsafePointer(to: &features) { featuresPointer in
                     var info = VkDeviceCreateInfo()

@@ -1,4 +1,5 @@
 import CVulkan
+import Foundation
 import QTaleCore
 import QTaleKernels
 
@@ -11,10 +12,17 @@ import QTaleKernels
 /// or ``write(_:to:byteOffset:)`` submits the buffer once and waits on a fence, so a whole token is
 /// one submission.
 ///
-/// **Memory.** Each engine buffer is a storage buffer bound whole (offsets are push-constant
-/// parameters, in elements). Buffers live in memory the host maps directly when the device has
-/// device-local host-visible memory (llvmpipe, integrated and ReBAR GPUs); otherwise in device-local
-/// memory that `write` and `read` reach through a staging buffer.
+/// **Memory.** Each engine buffer is one `VkBuffer` with its own memory, bound whole (offsets are
+/// push-constant parameters, in elements): as a storage buffer, or through a uniform texel buffer
+/// view where a kernel reads it that way (``VulkanBinding``). Buffers live in memory the host maps
+/// directly when the device has device-local host-visible memory (llvmpipe, integrated and ReBAR
+/// GPUs); otherwise in device-local memory that `write` and `read` reach through a staging buffer.
+///
+/// **Pipelines.** Built with the engine, one per kernel and compiled variant (``VulkanPipelines``),
+/// then run once on an empty problem, so the first token compiles nothing; variants only odd shapes
+/// need are built on first use.
+///
+/// `QTALE_VULKAN_PROFILE=1` prints the time of each kernel (timestamp queries) when the engine goes.
 public final class VulkanEngine: ComputeEngine {
     let device: VulkanDevice
     let pipelines: VulkanPipelines
@@ -66,12 +74,17 @@ public final class VulkanEngine: ComputeEngine {
     deinit {
         _ = try? commands.submitAndWait()
         _ = device.functions.DeviceWaitIdle!(device.handle)
+        descriptors.destroyViews()
         for buffer in retired { device.destroy(buffer) }
         for buffer in buffers.all { device.destroy(buffer) }
         if let staging { device.destroy(staging) }
     }
 
     public var name: String { "vulkan" }
+
+    /// `QTALE_VULKAN_STAGING=1` keeps every buffer unmapped, so `write` and `read` take the staging
+    /// path that devices without host-visible device-local memory use (for testing it on llvmpipe).
+    static let forceStaging = ProcessInfo.processInfo.environment["QTALE_VULKAN_STAGING"] == "1"
 
     // MARK: Buffers
 
@@ -80,7 +93,7 @@ public final class VulkanEngine: ComputeEngine {
         guard byteCount <= device.maxStorageBufferRange else {
             throw QTaleError.engine("a \(byteCount)-byte buffer exceeds the device's maxStorageBufferRange (\(device.maxStorageBufferRange) bytes)")
         }
-        let buffer = try device.makeBuffer(byteCount: byteCount)
+        let buffer = try device.makeBuffer(byteCount: byteCount, hostMapped: !Self.forceStaging)
         if let mapped = buffer.mapped {
             mapped.initializeMemory(as: UInt8.self, repeating: 0, count: buffer.size)
         } else {
@@ -181,8 +194,10 @@ public final class VulkanEngine: ComputeEngine {
         let h = scratch.handle
         for (kernel, entry) in pipelines.builtEntries {
             let bindings = switch kernel.bindingCount {
+            case 1: KernelBindings(h)
             case 2: KernelBindings(h, h)
             case 3: KernelBindings(h, h, h)
+            case 4: KernelBindings(h, h, h, h)
             case 5: KernelBindings(h, h, h, h, h)
             default: KernelBindings(h, h, h, h, h, h)
             }

@@ -3,10 +3,11 @@ import Foundation
 import QTaleCore
 import QTaleKernels
 
-/// How a kernel reads one of its bindings. Every binding is a whole engine buffer; most are storage
-/// buffers, but weight codes (and other read-only streams) may be read through a uniform texel buffer
-/// of a 32-bit format, because drivers such as llvmpipe fetch texels with vector gathers while they
-/// load storage buffers one invocation at a time.
+/// How a kernel reads one of its bindings. Every binding is a whole engine buffer (the planner's
+/// binding list, unchanged); outputs are storage buffers, but inputs that kernels stream (weight
+/// codes, scales, activations, keys, values) are read through uniform texel buffer views, because
+/// llvmpipe fetches a texel for all SIMD lanes at once (~25-50 cycles per 8 lanes for 16 bytes) while
+/// it loads storage buffers lane by lane with a bounds check each (~20 cycles per lane and word).
 enum VulkanBinding: Hashable {
     case storage
     /// A uniform texel buffer viewing the whole buffer with this `VkFormat` (raw value).
@@ -39,7 +40,10 @@ enum VulkanBinding: Hashable {
 ///
 /// Kernels with the same bindings (``VulkanBinding`` per binding `0..<n`) share a descriptor-set
 /// layout and a pipeline layout (compute stage; 64 bytes of push constants: the sixteen parameter
-/// words). The work-group size is specialization constant 0, `KernelPlanner.workgroupSize`.
+/// words). Specialization constant 0 is `KernelPlanner.workgroupSize`; kernels whose grid does not
+/// depend on the work-group size, or that give each invocation several rows or columns (attention,
+/// rms_norm, matmul_vec, matmul_mat, swiglu, add), set their own size through a later constant, so
+/// that on llvmpipe no SIMD vector idles (idle invocations there still run all code outside loops).
 final class VulkanPipelines {
     private let device: VulkanDevice
     /// Distinct binding lists, their descriptor-set layouts and pipeline layouts (same index).
@@ -70,6 +74,8 @@ final class VulkanPipelines {
         /// attention: ceil(headDim / 4), and whether headDim and every offset and stride of query,
         /// keys and values are multiples of 4.
         case attention(dim4: Int, aligned: Bool)
+        /// rms_norm, swiglu, add: whether the offsets and strides of the texel inputs are multiples of 4.
+        case vectorized(aligned: Bool)
     }
 
     static func variants(_ kernel: KernelName) -> [Variant?] {
@@ -82,6 +88,8 @@ final class VulkanPipelines {
             }
         case .attention:
             (1...64).flatMap { dim4 in [false, true].map { .attention(dim4: dim4, aligned: $0) } }
+        case .rmsNorm, .swiGLU, .add:
+            [false, true].map { .vectorized(aligned: $0) }
         default: [nil]
         }
     }
@@ -105,6 +113,10 @@ final class VulkanPipelines {
             let headDim = Int(Int32(bitPattern: w.4))
             let aligned = (w.4 | w.5 | w.6 | w.7 | w.8 | w.9 | w.10) & 3 == 0
             return (min(max(headDim, 1), 256) + 3) / 4 * 2 - 2 + (aligned ? 1 : 0)
+        case .rmsNorm:
+            return (w.1 | w.2 | w.3) & 3 == 0 ? 1 : 0         // inputOffset, inputStride, weightOffset
+        case .swiGLU, .add:
+            return (w.2 | w.3 | w.4 | w.5) & 3 == 0 ? 1 : 0   // aOffset, aStride, bOffset, bStride
         default:
             return 0
         }
@@ -118,6 +130,7 @@ final class VulkanPipelines {
         case nil: true
         case let .matmul(bits, aligned, partial, paired): bits != 3 && aligned && !partial && paired == (kernel == .matmulVector)
         case let .attention(dim4, aligned): aligned && (dim4 == 16 || dim4 == 32)
+        case let .vectorized(aligned): aligned
         }
     }
 
@@ -143,9 +156,13 @@ final class VulkanPipelines {
         case let .attention(dim4, aligned):
             // The work-group: one subgroup (one SIMD vector on llvmpipe), with the merge in 16 KiB.
             constants += [UInt32(min(subgroupTeam, 1024 / dim4)), UInt32(dim4), aligned ? 1 : 0]
+        case let .vectorized(aligned):
+            // rms_norm: work-groups of one subgroup; swiglu and add: a quarter of QTALE_WG invocations,
+            // four columns each (see their contracts).
+            let size = kernel == .rmsNorm ? subgroupTeam : KernelPlanner.workgroupSize / 4
+            constants += [UInt32(size), aligned ? 1 : 0]
         case nil:
-            // rms_norm: work-groups of one subgroup (see its contract).
-            if kernel == .rmsNorm { constants.append(UInt32(subgroupTeam)) }
+            break
         }
         return constants
     }
@@ -177,6 +194,7 @@ final class VulkanPipelines {
         switch kernel {
         case .matmulVector, .matmulMatrix: [.float4, .uint4, .uint1, .uint1, .storage]
         case .attention: [.float4, .float4, .float4, .storage, .storage, .storage]
+        case .rmsNorm, .swiGLU, .add: [.float4, .float4, .storage]
         default: Array(repeating: .storage, count: kernel.bindingCount)
         }
     }

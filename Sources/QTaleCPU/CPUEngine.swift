@@ -58,7 +58,7 @@ public final class CPUEngine: ComputeEngine {
     private func flush() {
         guard !pending.isEmpty else { return }
         defer { pending.removeAll(keepingCapacity: true) }
-        scratch.prepare(for: pending, threads: threads)
+        scratch.prepare(for: pending)
         if threads == 1 {
             for op in pending {
                 let slices = sliceCount(op)

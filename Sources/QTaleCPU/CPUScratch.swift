@@ -15,7 +15,7 @@ final class CPUScratch {
     @inline(__always) func worker(_ worker: Int) -> UnsafeMutablePointer<Float> { buffers[worker] }
 
     /// Grows every worker's buffer to what `ops` need. Runs on the calling thread, before workers start.
-    func prepare(for ops: [Op], threads: Int) {
+    func prepare(for ops: [Op]) {
         var needed = 0
         for op in ops { needed = max(needed, Self.floatsNeeded(by: op)) }
         guard needed > capacity else { return }

@@ -19,7 +19,6 @@ public enum KernelPlanner {
 
     /// The launch for `op` (every op is one launch).
     public static func launch(for op: Op) -> KernelLaunch {
-        if let launch = layerSkipLaunch(for: op) { return launch }
         var p = KernelParameters()
         switch op {
         case let .embed(table, tokens, output):
@@ -88,15 +87,6 @@ public enum KernelPlanner {
             p.append(elements(destination)); p.append(destination.rowStride)
             return KernelLaunch(kernel: .copy, bindings: KernelBindings(source.buffer, destination.buffer), parameters: p,
                                 groups: (divideRoundingUp(source.columns, workgroupSize), source.rows, 1))
-        case .linear, .silu, .gatherRows, .scatterRows:
-            preconditionFailure("handled by layerSkipLaunch")
-        }
-    }
-
-    /// Launches for the layer-skip ops (routers, row compaction). Nil for the other ops.
-    static func layerSkipLaunch(for op: Op) -> KernelLaunch? {
-        var p = KernelParameters()
-        switch op {
         case let .linear(input, weight, bias, output):
             // params: T, K, N, inputOffset, inputStride, weightOffset, weightStride, biasOffset (-1: none),
             //         outputOffset, outputStride
@@ -120,8 +110,6 @@ public enum KernelPlanner {
             p.append(elements(indices)); p.append(elements(output)); p.append(output.rowStride); p.append(scatter ? 1 : 0)
             return KernelLaunch(kernel: .moveRows, bindings: KernelBindings(source.buffer, indices.buffer, output.buffer),
                                 parameters: p, groups: (divideRoundingUp(source.columns, workgroupSize), indices.columns, 1))
-        default:
-            return nil
         }
     }
 }

@@ -113,7 +113,7 @@ public final class LlamaModel {
             if recordsExecutionMap { for i in 0..<executing { passMap[Int(selection[i])][l] = 0x31 } }
             if executing == 0 { continue }
             if executing == count {
-                try runBlock(l, x: x, positions: positions)
+                try runBlock(l, x: x, positions: positions, compacted: false)
             } else {
                 // Compact the executing rows, run the block on them, scatter them back; the other rows pass through.
                 let indices = a.indices.columns(0..<executing)
@@ -124,7 +124,7 @@ public final class LlamaModel {
                 try e.encode(.gatherRows(source: x, indices: indices, output: compact))
                 // Positions are one int32 each: gather them as rows of a one-column view.
                 try e.encode(.gatherRows(source: positions.asColumn, indices: indices, output: compactPositions.asColumn))
-                try runBlock(l, x: compact, positions: compactPositions)
+                try runBlock(l, x: compact, positions: compactPositions, compacted: true)
                 try e.encode(.scatterRows(source: compact, indices: indices, output: x))
             }
         }
@@ -199,12 +199,12 @@ public final class LlamaModel {
 
     /// One decoder block on `x` (`[M × dModel]`, updated in place) for tokens at `positions` (`[1 × M]`),
     /// appending their K/V to the block's cache.
-    private func runBlock(_ l: Int, x: TensorView, positions: TensorView) throws {
+    private func runBlock(_ l: Int, x: TensorView, positions: TensorView, compacted: Bool) throws {
         let c = configuration, a = activations, e = engine, w = weights.blocks[l]
         let m = x.rows
         let normed = a.normed.rows(0..<m), q = a.query.rows(0..<m), k = a.key.rows(0..<m), v = a.value.rows(0..<m)
         let attended = a.attended.rows(0..<m), gate = a.gate.rows(0..<m), up = a.up.rows(0..<m)
-        let (fresh, keyPositions) = try cache.append(block: l, count: m, allExecutedSoFar: m == positions.columns && x == a.x.rows(0..<m),
+        let (fresh, keyPositions) = try cache.append(block: l, count: m, allExecutedSoFar: !compacted,
                                                      position: position, engine: e)
         let visible = 0..<fresh.upperBound
 

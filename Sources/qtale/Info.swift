@@ -33,7 +33,10 @@ struct Info: ParsableCommand {
             "output head     \(c.tiedOutput ? "tied to token_embd" : "separate")",
         ]
         var byType: [GGUFTensorType: (count: Int, elements: Int, bytes: Int)] = [:]
-        for t in gguf.tensors { byType[t.type, default: (0, 0, 0)] = { ($0.0 + 1, $0.1 + t.elementCount, $0.2 + t.byteCount) }(byType[t.type, default: (0, 0, 0)]) }
+        for t in gguf.tensors {
+            let s = byType[t.type, default: (0, 0, 0)]
+            byType[t.type] = (s.count + 1, s.elements + t.elementCount, s.bytes + t.byteCount)
+        }
         lines.append("tensors         \(gguf.tensors.count)")
         for (type, s) in byType.sorted(by: { $0.value.bytes > $1.value.bytes }) {
             lines.append(String(format: "  %-6@ %4d tensors %12d params %10.2f MB  %.2f bits/weight",

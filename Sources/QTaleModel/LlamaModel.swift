@@ -90,7 +90,48 @@ public final class LlamaModel {
         try forwardPass(CollectionOfOne(token), into: logits)
     }
 
-    private func forwardPass<C: Collection>(_ tokens: C, into logits: UnsafeMutableBufferPointer<Float>?) throws
+    /// Runs `tokens` at the next positions and returns the logits of every one of them,
+    /// `[tokens.count × vocabSize]` row-major: row `i` predicts the token after `tokens[i]`.
+    /// For scoring (perplexity, multiple-choice log-likelihoods, training), not for generation.
+    public func forwardAllLogits(_ tokens: [Int32]) throws -> [Float] {
+        guard !tokens.isEmpty else { throw QTaleError.invalidArgument("forward needs at least one token") }
+        let vocabulary = configuration.vocabSize
+        var logits = [Float](repeating: 0, count: tokens.count * vocabulary)
+        var start = 0
+        try logits.withUnsafeMutableBufferPointer { all in
+            while start < tokens.count {
+                let end = min(tokens.count, start + maxBatch)
+                let rows = UnsafeMutableBufferPointer(rebasing: all[start * vocabulary ..< end * vocabulary])
+                try forwardPass(tokens[start..<end], into: rows, allRows: true)
+                start = end
+            }
+        }
+        return logits
+    }
+
+    /// Where the context stands: the position and every block's KV-cache fill. Scoring several
+    /// continuations of one shared prefix prefills the prefix once, marks, and rewinds after each.
+    public struct ContextMark: Sendable {
+        fileprivate let position: Int
+        fileprivate let cache: KVCache.Mark
+    }
+
+    /// The current context, to return to with ``rewind(to:)``.
+    public func mark() -> ContextMark { ContextMark(position: position, cache: cache.mark()) }
+
+    /// Forgets every token processed after `mark` was taken; the tokens before it stay cached.
+    public func rewind(to mark: ContextMark) throws {
+        guard mark.position <= position else {
+            throw QTaleError.invalidArgument("cannot rewind to position \(mark.position): the context holds only \(position) tokens (the mark is from a later or another context)")
+        }
+        position = mark.position
+        cache.rewind(to: mark.cache)
+    }
+
+    /// One engine pass over `tokens`. `logits` receives the last token's logits, or with `allRows` every
+    /// token's (`[count × vocabSize]`, computed in chunks that fit the logits buffer).
+    private func forwardPass<C: Collection>(_ tokens: C, into logits: UnsafeMutableBufferPointer<Float>?,
+                                            allRows: Bool = false) throws
     where C.Element == Int32 {
         let c = configuration, a = activations, e = engine
         let count = tokens.count
@@ -104,7 +145,7 @@ public final class LlamaModel {
         let positions = a.positions.columns(0..<count), x = a.x.rows(0..<count)
         if recordsExecutionMap { passMap = Array(repeating: [UInt8](repeating: 0x30, count: c.nLayers), count: count) }
 
-        try e.encode(.embed(table: weights.tokenEmbedding, tokens: a.tokens.columns(0..<count), output: x))
+        try e.encode(weights.tokenEmbedding.lookup(tokens: a.tokens.columns(0..<count), output: x))
         for l in 0..<c.nLayers {
             let executing = try selectTokens(block: l, count: count, x: x)
             telemetry.executedPerBlock[l] += executing
@@ -137,11 +178,18 @@ public final class LlamaModel {
         telemetry.denseKVCacheBytes = cache.bytesPerEntry * c.nLayers * position
         if recordsExecutionMap { telemetry.map += passMap.map { String(decoding: $0, as: UTF8.self) } }
         guard let logits else { return }
-        // Only the last token's logits are needed for generation.
-        let last = x.rows((count - 1)..<count), lastNormed = a.normed.rows(0..<1)
-        try e.encode(.rmsNorm(input: last, weight: weights.outputNorm, epsilon: c.normEpsilon, output: lastNormed))
-        try e.encode(.matmul(input: lastNormed, weight: weights.outputHead, output: a.logits))
-        try e.read(a.logits.buffer, byteOffset: a.logits.byteOffset, into: UnsafeMutableRawBufferPointer(logits))
+        // Generation needs only the last token's logits; scoring needs all, a chunk of rows at a time.
+        let rows = allRows ? 0..<count : (count - 1)..<count
+        var first = rows.lowerBound
+        while first < rows.upperBound {
+            let n = min(rows.upperBound - first, a.logits.rows)
+            let normed = a.normed.rows(0..<n), out = a.logits.rows(0..<n)
+            try e.encode(.rmsNorm(input: x.rows(first ..< first + n), weight: weights.outputNorm, epsilon: c.normEpsilon, output: normed))
+            try e.encode(weights.outputHead.apply(to: normed, output: out))
+            let destination = UnsafeMutableBufferPointer(rebasing: logits[(first - rows.lowerBound) * c.vocabSize ..< (first - rows.lowerBound + n) * c.vocabSize])
+            try e.read(out.buffer, byteOffset: out.byteOffset, into: UnsafeMutableRawBufferPointer(destination))
+            first += n
+        }
     }
 
     /// Fills `selection[0..<n]` with the pass rows that execute block `l` and returns `n`.
@@ -210,9 +258,9 @@ public final class LlamaModel {
 
         // Attention: x += Wo · attention(rope(Wq·n), cache ∪ rope(Wk·n), cache ∪ Wv·n), n = rmsNorm(x)
         try e.encode(.rmsNorm(input: x, weight: w.attentionNorm, epsilon: c.normEpsilon, output: normed))
-        try e.encode(.matmul(input: normed, weight: w.query, output: q))
-        try e.encode(.matmul(input: normed, weight: w.key, output: k))
-        try e.encode(.matmul(input: normed, weight: w.value, output: v))
+        try e.encode(w.query.apply(to: normed, output: q))
+        try e.encode(w.key.apply(to: normed, output: k))
+        try e.encode(w.value.apply(to: normed, output: v))
         try e.encode(.rope(data: q, positions: positions, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
         try e.encode(.rope(data: k, positions: positions, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
         try e.encode(.copy(source: k, destination: cache.keys[l].rows(fresh)))
@@ -221,14 +269,14 @@ public final class LlamaModel {
         try e.encode(.attention(query: q, keys: cache.keys[l].rows(visible), values: cache.values[l].rows(visible),
                                 queryPositions: positions, keyPositions: keyPositions?.columns(visible),
                                 heads: c.nHeads, kvHeads: c.nKVHeads, headDim: c.headDim, output: attended))
-        try e.encode(.matmul(input: attended, weight: w.attentionOutput, output: normed))
+        try e.encode(w.attentionOutput.apply(to: attended, output: normed))
         try e.encode(.add(x, normed, output: x))
         // MLP: x += W_down · (silu(W_gate·n) ⊙ W_up·n), n = rmsNorm(x)
         try e.encode(.rmsNorm(input: x, weight: w.ffnNorm, epsilon: c.normEpsilon, output: normed))
-        try e.encode(.matmul(input: normed, weight: w.gate, output: gate))
-        try e.encode(.matmul(input: normed, weight: w.up, output: up))
+        try e.encode(w.gate.apply(to: normed, output: gate))
+        try e.encode(w.up.apply(to: normed, output: up))
         try e.encode(.swiGLU(gate: gate, up: up, output: gate))
-        try e.encode(.matmul(input: gate, weight: w.down, output: normed))
+        try e.encode(w.down.apply(to: gate, output: normed))
         try e.encode(.add(x, normed, output: x))
         telemetry.actualFLOPs += Double(4 * c.nHeads * c.headDim * m * fresh.upperBound)
     }
@@ -280,6 +328,20 @@ final class KVCache {
         for l in counts.indices { counts[l] = 0; identity[l] = true }
     }
 
+    struct Mark: Sendable {
+        let counts: [Int]
+        let identity: [Bool]
+    }
+
+    func mark() -> Mark { Mark(counts: counts, identity: identity) }
+
+    /// Drops the entries appended after `mark`. A block that was still in slot-equals-position order at
+    /// the mark is again: the slots it keeps were written in that order.
+    func rewind(to mark: Mark) {
+        counts = mark.counts
+        identity = mark.identity
+    }
+
     var bytesHeld: Int { counts.reduce(0, +) * bytesPerEntry }
 
     /// Reserves `count` slots in block `l` and returns them with the key positions attention must use
@@ -313,10 +375,11 @@ final class Activations {
     let gate, up: TensorView
     /// `[batch × routerHidden]`, `[batch × 2]`
     let routerHidden, routerLogits: TensorView
-    /// `[1 × vocabSize]`
+    /// `[logitRows × vocabSize]`: one row for generation, up to 32 when scoring every position.
     let logits: TensorView
     private let buffers: [DeviceBuffer]
     private var hostTokens: [Int32]
+    static let logitRows = 32
 
     init(configuration c: LlamaConfiguration, batch: Int, routerWidth: Int, engine: any ComputeEngine) throws {
         var buffers: [DeviceBuffer] = []
@@ -340,7 +403,8 @@ final class Activations {
         up = try make(.float32, batch, c.ffnDim)
         routerHidden = try make(.float32, batch, max(1, routerWidth))
         routerLogits = try make(.float32, batch, 2)
-        logits = try make(.float32, 1, c.vocabSize)
+        // Scoring reads logits for every position in chunks of these many rows.
+        logits = try make(.float32, min(batch, Self.logitRows), c.vocabSize)
         self.buffers = buffers
         hostTokens = [Int32](repeating: 0, count: 2 * batch)
     }
@@ -395,9 +459,8 @@ struct BlockCosts {
 
     init(weights: LlamaWeights, routers: RouterWeights?) {
         let b = weights.blocks[0]
-        let matrices = [b.query, b.key, b.value, b.attentionOutput, b.gate, b.up, b.down]
-        linearFLOPsPerToken = 2 * Double(matrices.reduce(0) { $0 + $1.rows * $1.columns })
-        blockWeightBytes = matrices.reduce(0) { $0 + $1.byteCount }
+        linearFLOPsPerToken = b.linearFLOPsPerToken
+        blockWeightBytes = b.linearByteCount
         headWeightBytes = weights.outputHead.byteCount
         let h = routers?.hidden ?? 0, d = weights.configuration.dModel
         routerFLOPsPerToken = 2 * Double(h * d + 2 * h)

@@ -1,85 +1,118 @@
 import QTaleCore
-import QTaleGGUF
 
 /// One decoder block's weights on an engine.
 public struct LlamaBlockWeights: Sendable {
     /// `[1 × dModel]`
     public var attentionNorm: TensorView
     /// `[nHeads*headDim × dModel]`, `[nKVHeads*headDim × dModel]` (×2), `[dModel × nHeads*headDim]`
-    public var query, key, value, attentionOutput: QuantizedMatrix
+    public var query, key, value, attentionOutput: LinearWeight
     /// `[1 × dModel]`
     public var ffnNorm: TensorView
     /// `[ffnDim × dModel]` (×2), `[dModel × ffnDim]`
-    public var gate, up, down: QuantizedMatrix
+    public var gate, up, down: LinearWeight
+
+    public subscript(kind: LinearKind) -> LinearWeight {
+        get {
+            switch kind {
+            case .query: query
+            case .key: key
+            case .value: value
+            case .attentionOutput: attentionOutput
+            case .gate: gate
+            case .up: up
+            case .down: down
+            }
+        }
+        set {
+            switch kind {
+            case .query: query = newValue
+            case .key: key = newValue
+            case .value: value = newValue
+            case .attentionOutput: attentionOutput = newValue
+            case .gate: gate = newValue
+            case .up: up = newValue
+            case .down: down = newValue
+            }
+        }
+    }
+
+    /// Bytes one token reads from the block's linears.
+    public var linearByteCount: Int { LinearKind.allCases.reduce(0) { $0 + self[$1].byteCount } }
+    /// Multiply-adds per token in the block's linears, times two.
+    public var linearFLOPsPerToken: Double { 2 * Double(LinearKind.allCases.reduce(0) { $0 + self[$1].rows * self[$1].columns }) }
 }
 
-/// All weights of a LLaMA model, uploaded once to an engine. GGUF quantized tensors are converted
-/// losslessly to the project's packed layout on the way; no float copy of a linear layer is kept.
+/// Uploads host tensors to an engine and keeps the buffers alive as long as the views into them.
+public final class EngineTensors {
+    public let engine: any ComputeEngine
+    private var buffers: [DeviceBuffer] = []
+
+    public init(engine: any ComputeEngine) { self.engine = engine }
+
+    /// A `[1 × n]` or `[rows × columns]` float tensor.
+    public func upload(floats values: [Float], rows: Int, columns: Int) throws -> TensorView {
+        precondition(values.count == rows * columns, "upload: shape mismatch")
+        let buffer = try engine.makeBuffer(values)
+        buffers.append(buffer)
+        return buffer.view(.float32, rows: rows, columns: columns)
+    }
+
+    /// A linear layer or embedding table: packed stays packed, floats stay dense.
+    public func upload(_ tensor: HostTensor) throws -> LinearWeight {
+        switch tensor {
+        case let .packed(m): return .quantized(try engine.upload(m, keepAlive: &buffers))
+        case let .float(values, rows, columns): return .dense(try upload(floats: values, rows: rows, columns: columns))
+        }
+    }
+
+    /// A norm weight `[1 × n]`.
+    public func uploadVector(_ tensor: HostTensor, role: TensorRole) throws -> TensorView {
+        guard case let .float(values, rows, columns) = tensor else {
+            throw QTaleError.invalidModel("norm weight '\(role)' is quantized; norms must be float")
+        }
+        return try upload(floats: values, rows: rows, columns: columns)
+    }
+}
+
+/// All weights of a LLaMA model, uploaded once to an engine. Quantized tensors stay in the packed
+/// layout (GGUF Q4/Q8 convert losslessly); no float copy of a quantized linear layer is kept.
 public final class LlamaWeights {
     public let configuration: LlamaConfiguration
     /// `[vocabSize × dModel]`
-    public let tokenEmbedding: QuantizedMatrix
+    public let tokenEmbedding: LinearWeight
     public let blocks: [LlamaBlockWeights]
     /// `[1 × dModel]`
     public let outputNorm: TensorView
     /// `[vocabSize × dModel]`; the token embedding when tied.
-    public let outputHead: QuantizedMatrix
+    public let outputHead: LinearWeight
     /// Keeps the engine buffers alive.
-    private let buffers: [DeviceBuffer]
+    private let storage: EngineTensors
 
-    public init(gguf: GGUFFile, configuration c: LlamaConfiguration, engine: any ComputeEngine) throws {
+    public init(source: any ModelSource, engine: any ComputeEngine) throws {
+        let c = source.configuration
         configuration = c
-        var buffers: [DeviceBuffer] = []
-        func info(_ name: String) throws -> GGUFTensorInfo {
-            guard let t = gguf.tensor(named: name) else {
-                throw QTaleError.invalidModel("'\(gguf.file.path)' has no tensor '\(name)'")
-            }
-            return t
+        let storage = EngineTensors(engine: engine)
+        func load(_ role: TensorRole) throws -> HostTensor {
+            try ModelSources.checkShape(try source.tensor(role), role, c, in: source.path)
         }
-        func matrix(_ name: String, rows: Int, columns: Int) throws -> QuantizedMatrix {
-            let t = try info(name)
-            guard t.dimensions.count == 2, t.rows == rows, t.columns == columns else {
-                throw QTaleError.invalidModel("tensor '\(name)' has shape \(t.dimensions), expected [\(columns), \(rows)]")
-            }
-            guard [.q4_0, .q4_1, .q8_0].contains(t.type) else {
-                throw QTaleError.invalidModel("tensor '\(name)' is \(t.type); qtale runs linear layers from Q4_0, Q4_1 or Q8_0 (quantize the model first)")
-            }
-            return try engine.upload(gguf.packedMatrix(t), keepAlive: &buffers)
-        }
-        func vector(_ name: String) throws -> TensorView {
-            let t = try info(name)
-            guard t.elementCount == c.dModel, t.dimensions.count == 1 else {
-                throw QTaleError.invalidModel("tensor '\(name)' has shape \(t.dimensions), expected [\(c.dModel)]")
-            }
-            let buffer = try engine.makeBuffer(try gguf.floats(t))
-            buffers.append(buffer)
-            return buffer.view(.float32, rows: 1, columns: c.dModel)
-        }
-        let qDim = c.nHeads * c.headDim, kvDim = c.nKVHeads * c.headDim
-        tokenEmbedding = try matrix("token_embd.weight", rows: c.vocabSize, columns: c.dModel)
+        func vector(_ role: TensorRole) throws -> TensorView { try storage.uploadVector(try load(role), role: role) }
+        tokenEmbedding = try storage.upload(load(.tokenEmbedding))
         blocks = try (0..<c.nLayers).map { l in
-            let p = "blk.\(l)."
+            func linear(_ kind: LinearKind) throws -> LinearWeight { try storage.upload(load(.linear(block: l, kind))) }
             return LlamaBlockWeights(
-                attentionNorm: try vector(p + "attn_norm.weight"),
-                query: try matrix(p + "attn_q.weight", rows: qDim, columns: c.dModel),
-                key: try matrix(p + "attn_k.weight", rows: kvDim, columns: c.dModel),
-                value: try matrix(p + "attn_v.weight", rows: kvDim, columns: c.dModel),
-                attentionOutput: try matrix(p + "attn_output.weight", rows: c.dModel, columns: qDim),
-                ffnNorm: try vector(p + "ffn_norm.weight"),
-                gate: try matrix(p + "ffn_gate.weight", rows: c.ffnDim, columns: c.dModel),
-                up: try matrix(p + "ffn_up.weight", rows: c.ffnDim, columns: c.dModel),
-                down: try matrix(p + "ffn_down.weight", rows: c.dModel, columns: c.ffnDim))
+                attentionNorm: try vector(.attentionNorm(block: l)),
+                query: try linear(.query), key: try linear(.key), value: try linear(.value),
+                attentionOutput: try linear(.attentionOutput),
+                ffnNorm: try vector(.ffnNorm(block: l)),
+                gate: try linear(.gate), up: try linear(.up), down: try linear(.down))
         }
-        outputNorm = try vector("output_norm.weight")
-        outputHead = c.tiedOutput ? tokenEmbedding : try matrix("output.weight", rows: c.vocabSize, columns: c.dModel)
-        self.buffers = buffers
+        outputNorm = try vector(.outputNorm)
+        outputHead = c.tiedOutput ? tokenEmbedding : try storage.upload(load(.outputHead))
+        self.storage = storage
     }
 
     /// Bytes of weights read for one token of decode (every linear once, plus one embedding row).
     public var bytesPerToken: Int {
-        let perBlock = blocks.first.map {
-            [$0.query, $0.key, $0.value, $0.attentionOutput, $0.gate, $0.up, $0.down].reduce(0) { $0 + $1.byteCount }
-        } ?? 0
-        return perBlock * blocks.count + outputHead.byteCount + tokenEmbedding.byteCount / max(1, tokenEmbedding.rows)
+        blocks.reduce(0) { $0 + $1.linearByteCount } + outputHead.byteCount + tokenEmbedding.byteCount / max(1, tokenEmbedding.rows)
     }
 }

@@ -2,24 +2,29 @@ import QTaleCore
 import QTaleGGUF
 import QTaleTokenizer
 
-/// A GGUF model opened for inference: configuration, tokenizer and weights on one engine.
+/// A model opened for inference (GGUF, qtale safetensors or a Hugging Face directory):
+/// configuration, tokenizer and weights on one engine, plus any routers stored with it.
 public final class LoadedModel {
     public let path: String
-    public let gguf: GGUFFile
+    public let source: any ModelSource
     public let configuration: LlamaConfiguration
     public let tokenizer: BPETokenizer
     public let weights: LlamaWeights
     public let engine: any ComputeEngine
 
-    public init(path: String, engine: any ComputeEngine) throws {
-        self.path = path
-        gguf = try GGUFFile(path: path)
-        configuration = try LlamaConfiguration(gguf: gguf)
-        tokenizer = try BPETokenizer(vocabulary: TokenizerVocabulary(gguf: gguf))
+    public convenience init(path: String, engine: any ComputeEngine) throws {
+        try self.init(source: ModelSources.open(path), engine: engine)
+    }
+
+    public init(source: any ModelSource, engine: any ComputeEngine) throws {
+        self.source = source
+        path = source.path
+        configuration = source.configuration
+        tokenizer = try BPETokenizer(vocabulary: source.vocabulary())
         guard tokenizer.vocabularySize <= configuration.vocabSize else {
             throw QTaleError.invalidModel("the tokenizer has \(tokenizer.vocabularySize) tokens but the model only \(configuration.vocabSize)")
         }
-        weights = try LlamaWeights(gguf: gguf, configuration: configuration, engine: engine)
+        weights = try LlamaWeights(source: source, engine: engine)
         self.engine = engine
     }
 

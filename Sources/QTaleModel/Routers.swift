@@ -71,7 +71,15 @@ public struct RouterSet: Sendable, Equatable {
 
     /// Loads routers for a model of `dModel` channels and `layers` blocks, rejecting files that do not fit it.
     public static func load(path: String, dModel: Int, layers: Int) throws -> RouterSet {
-        let file = try SafetensorsFile(path: path)
+        try read(from: SafetensorsFile(path: path), dModel: dModel, layers: layers)
+    }
+
+    /// Whether `file` holds routers (a router file, or a qtale model file with routers).
+    static func present(in file: SafetensorsFile) -> Bool { file.metadata["qtale.routers.hidden"] != nil }
+
+    /// Reads the routers stored in `file`, alone or next to a model's tensors.
+    static func read(from file: SafetensorsFile, dModel: Int, layers: Int) throws -> RouterSet {
+        let path = file.file.path
         func meta(_ key: String) throws -> Int {
             guard let text = file.metadata["qtale.routers.\(key)"], let value = Int(text) else {
                 throw QTaleError.invalidModel("router file '\(path)' lacks metadata 'qtale.routers.\(key)' (is it a qtale router file?)")
@@ -111,7 +119,7 @@ public struct RouterSet: Sendable, Equatable {
                                             w2: values["w2"]!, b2: values["b2"]!))
         }
         if let extra = file.tensors.keys.first(where: { name in
-            !(configuration.alwaysOnBlocks..<layers).contains { l in parts.contains { "router.\(l).\($0)" == name } }
+            name.hasPrefix("router.") && !(configuration.alwaysOnBlocks..<layers).contains { l in parts.contains { "router.\(l).\($0)" == name } }
         }) {
             throw QTaleError.invalidModel("router file '\(path)' has an unexpected tensor '\(extra)' (wrong layer count or always-on blocks?)")
         }
@@ -121,10 +129,16 @@ public struct RouterSet: Sendable, Equatable {
     /// Writes the routers atomically.
     public func save(to path: String) throws {
         var w = SafetensorsWriter()
+        add(to: &w)
+        try w.write(to: path)
+    }
+
+    /// Adds the router tensors and metadata to a file being written (a router file or a model file).
+    public func add(to w: inout SafetensorsWriter) {
         let c = configuration
-        w.metadata = ["qtale.routers.hidden": "\(c.hidden)", "qtale.routers.always_on_blocks": "\(c.alwaysOnBlocks)",
+        w.metadata.merge(["qtale.routers.hidden": "\(c.hidden)", "qtale.routers.always_on_blocks": "\(c.alwaysOnBlocks)",
                       "qtale.routers.always_on_positions": "\(c.alwaysOnPositions)", "qtale.routers.layers": "\(layers)",
-                      "qtale.routers.d_model": "\(dModel)", "qtale.routers.provenance": c.provenance]
+                      "qtale.routers.d_model": "\(dModel)", "qtale.routers.provenance": c.provenance]) { $1 }
         for (l, router) in routers.enumerated() {
             guard let router else { continue }
             w.add("router.\(l).w1", floats: router.w1, shape: [c.hidden, dModel])
@@ -133,6 +147,5 @@ public struct RouterSet: Sendable, Equatable {
             w.add("router.\(l).w2", floats: router.w2, shape: [2, c.hidden])
             w.add("router.\(l).b2", floats: router.b2, shape: [2])
         }
-        try w.write(to: path)
     }
 }

@@ -28,6 +28,23 @@ public struct ExecutionTelemetry: Codable, Sendable {
         tokens == 0 ? 1 : Double(executedPerBlock.reduce(0, +)) / Double(tokens * blocks)
     }
 
+    /// Adds another run's counts (e.g. one evaluation window or question each); KV-cache figures keep
+    /// the largest context seen, as each run starts from an empty cache.
+    public mutating func accumulate(_ other: ExecutionTelemetry) {
+        precondition(other.blocks == blocks, "telemetry of models with different block counts")
+        for l in 0..<blocks { executedPerBlock[l] += other.executedPerBlock[l] }
+        tokens += other.tokens
+        map += other.map
+        denseFLOPs += other.denseFLOPs
+        actualFLOPs += other.actualFLOPs
+        denseWeightBytes += other.denseWeightBytes
+        actualWeightBytes += other.actualWeightBytes
+        routerFLOPs += other.routerFLOPs
+        routerWeightBytes += other.routerWeightBytes
+        kvCacheBytes = max(kvCacheBytes, other.kvCacheBytes)
+        denseKVCacheBytes = max(denseKVCacheBytes, other.denseKVCacheBytes)
+    }
+
     public var perBlockRatio: [Double] { executedPerBlock.map { tokens == 0 ? 1 : Double($0) / Double(tokens) } }
 
     /// Keys written into JSON (computed ratios included).

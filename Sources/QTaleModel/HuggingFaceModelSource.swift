@@ -7,6 +7,10 @@ import QTaleTokenizer
 /// A Hugging Face LLaMA checkpoint directory as a ``ModelSource``: `config.json`, one or more
 /// `*.safetensors` files (F32, F16 or BF16) and `tokenizer.json` (+ `tokenizer_config.json`).
 ///
+/// Linears stored packed (`<module>.qweight` instead of `<module>.weight`) are AutoAWQ GEMM 4-bit or
+/// GPTQ 4/8-bit checkpoints, described by `config.json`'s `quantization_config`; they convert losslessly
+/// into the packed layout (see ``QuantizedCheckpointScheme``).
+///
 /// Hugging Face orders each attention head's query/key channels for `rotate_half` RoPE (pairs
 /// `i, i + headDim/2`); qtale, like GGUF, rotates adjacent pairs `2i, 2i + 1`. q_proj and k_proj rows
 /// are therefore permuted on the way in, exactly as llama.cpp's converter does, and qtale's own files
@@ -16,6 +20,8 @@ public final class HuggingFaceModelSource: ModelSource {
     public let configuration: LlamaConfiguration
     /// Tensor name → the shard that holds it.
     private let shards: [String: SafetensorsFile]
+    /// How packed linears are stored, when the checkpoint has any.
+    let quantization: QuantizedCheckpointScheme?
 
     public init(directory: String) throws {
         path = directory
@@ -32,14 +38,22 @@ public final class HuggingFaceModelSource: ModelSource {
             for tensor in shard.tensors.keys { shards[tensor] = shard }
         }
         self.shards = shards
+        if let packed = shards.keys.filter({ $0.hasSuffix(".qweight") }).min() {
+            quantization = try QuantizedCheckpointScheme(directory: directory, config: config, example: packed)
+        } else {
+            quantization = nil
+        }
     }
 
-    public var formatDescription: String { "Hugging Face checkpoint" }
+    public var formatDescription: String {
+        quantization.map { "Hugging Face checkpoint (\($0))" } ?? "Hugging Face checkpoint"
+    }
 
     public func routers() throws -> RouterSet? { nil }
 
     public func tensor(_ role: TensorRole) throws -> HostTensor {
         let name = role.moduleName + ".weight"
+        if shards[name] == nil, let packed = try packedTensor(role) { return packed }
         guard let shard = shards[name] else {
             if case .outputHead = role, configuration.tiedOutput { return try tensor(.tokenEmbedding) }
             throw QTaleError.invalidModel("'\(path)' has no tensor '\(name)'")
@@ -55,6 +69,31 @@ public final class HuggingFaceModelSource: ModelSource {
             values = try Self.ropeRowsToAdjacentPairs(values, rows: rows, columns: columns, heads: heads, path: path, name: name)
         }
         return .float(values, rows: rows, columns: columns)
+    }
+
+    /// A linear (or the output head) stored as AutoAWQ/GPTQ `<module>.qweight`, in the packed layout
+    /// with q/k rows permuted like float ones; nil when there is no `.qweight`.
+    private func packedTensor(_ role: TensorRole) throws -> HostTensor? {
+        let module = role.moduleName
+        guard shards[module + ".qweight"] != nil, let scheme = quantization else { return nil }
+        let shape: (rows: Int, columns: Int)
+        switch role {
+        case let .linear(_, kind): shape = kind.shape(in: configuration)
+        case .outputHead: shape = (configuration.vocabSize, configuration.dModel)
+        default: throw QTaleError.invalidModel("'\(path)': tensor '\(module).qweight' is packed, but qtale reads '\(module)' only as float '\(module).weight'")
+        }
+        var m = try scheme.packedMatrix(module: module, rows: shape.rows, columns: shape.columns, path: path) { name in
+            self.shards[name].flatMap { shard in shard.tensors[name].map { (shard, $0) } }
+        }
+        if case let .linear(_, kind) = role, kind == .query || kind == .key {
+            let heads = kind == .query ? configuration.nHeads : configuration.nKVHeads, name = module + ".qweight"
+            let codes = try Self.ropeRowsToAdjacentPairs(m.codes, rows: m.rows, columns: m.format.codeBytesPerRow(columns: m.columns),
+                                                         heads: heads, path: path, name: name)
+            let scales = try Self.ropeRowsToAdjacentPairs(m.scales, rows: m.rows, columns: m.groupsPerRow, heads: heads, path: path, name: name)
+            let offsets = try Self.ropeRowsToAdjacentPairs(m.offsets, rows: m.rows, columns: m.groupsPerRow, heads: heads, path: path, name: name)
+            m = try PackedMatrix(format: m.format, rows: m.rows, columns: m.columns, codes: codes, scales: scales, offsets: offsets)
+        }
+        return .packed(m)
     }
 
     /// Moves head rows from `rotate_half` order (`i`, `i + d/2`) to adjacent pairs (`2i`, `2i + 1`).

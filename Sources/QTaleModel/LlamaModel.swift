@@ -154,7 +154,7 @@ public final class LlamaModel {
             if recordsExecutionMap { for i in 0..<executing { passMap[Int(selection[i])][l] = 0x31 } }
             if executing == 0 { continue }
             if executing == count {
-                try runBlock(l, x: x, positions: positions, compacted: false)
+                try runBlock(l, x: x, positions: positions, compacted: false, weights: weights.blocks[l])
             } else {
                 // Compact the executing rows, run the block on them, scatter them back; the other rows pass through.
                 let indices = a.indices.columns(0..<executing)
@@ -165,13 +165,16 @@ public final class LlamaModel {
                 try e.encode(.gatherRows(source: x, indices: indices, output: compact))
                 // Positions are one int32 each: gather them as rows of a one-column view.
                 try e.encode(.gatherRows(source: positions.asColumn, indices: indices, output: compactPositions.asColumn))
-                try runBlock(l, x: compact, positions: compactPositions, compacted: true)
+                try runBlock(l, x: compact, positions: compactPositions, compacted: true, weights: weights.blocks[l])
                 try e.encode(.scatterRows(source: compact, indices: indices, output: x))
             }
         }
         position += count
         telemetry.tokens += count
         telemetry.denseFLOPs += Double(count * c.nLayers) * costs.linearFLOPsPerToken
+        // Dense attention: the token at position p scores and mixes p + 1 keys in every block.
+        let keysAttended = Double(count) * Double(position - count) + Double(count * (count + 1) / 2)
+        telemetry.denseFLOPs += Double(4 * c.nHeads * c.headDim * c.nLayers) * keysAttended
         telemetry.denseWeightBytes += c.nLayers * costs.blockWeightBytes + costs.headWeightBytes
         telemetry.actualWeightBytes += costs.headWeightBytes
         telemetry.kvCacheBytes = cache.bytesHeld
@@ -247,8 +250,11 @@ public final class LlamaModel {
 
     /// One decoder block on `x` (`[M × dModel]`, updated in place) for tokens at `positions` (`[1 × M]`),
     /// appending their K/V to the block's cache.
-    private func runBlock(_ l: Int, x: TensorView, positions: TensorView, compacted: Bool) throws {
-        let c = configuration, a = activations, e = engine, w = weights.blocks[l]
+    /// `w` is the block's weights (a quantizer's candidate during calibration); `observe`, when set,
+    /// receives intermediate activations (it costs a synchronising read each, so inference passes nil).
+    private func runBlock(_ l: Int, x: TensorView, positions: TensorView, compacted: Bool,
+                          weights w: LlamaBlockWeights, observe: BlockObserver? = nil) throws {
+        let c = configuration, a = activations, e = engine
         let m = x.rows
         let normed = a.normed.rows(0..<m), q = a.query.rows(0..<m), k = a.key.rows(0..<m), v = a.value.rows(0..<m)
         let attended = a.attended.rows(0..<m), gate = a.gate.rows(0..<m), up = a.up.rows(0..<m)
@@ -258,6 +264,7 @@ public final class LlamaModel {
 
         // Attention: x += Wo · attention(rope(Wq·n), cache ∪ rope(Wk·n), cache ∪ Wv·n), n = rmsNorm(x)
         try e.encode(.rmsNorm(input: x, weight: w.attentionNorm, epsilon: c.normEpsilon, output: normed))
+        try observe?(.attentionInput, normed)
         try e.encode(w.query.apply(to: normed, output: q))
         try e.encode(w.key.apply(to: normed, output: k))
         try e.encode(w.value.apply(to: normed, output: v))
@@ -269,21 +276,89 @@ public final class LlamaModel {
         try e.encode(.attention(query: q, keys: cache.keys[l].rows(visible), values: cache.values[l].rows(visible),
                                 queryPositions: positions, keyPositions: keyPositions?.columns(visible),
                                 heads: c.nHeads, kvHeads: c.nKVHeads, headDim: c.headDim, output: attended))
+        try observe?(.attended, attended)
         try e.encode(w.attentionOutput.apply(to: attended, output: normed))
+        try observe?(.attentionOutput, normed)
         try e.encode(.add(x, normed, output: x))
         // MLP: x += W_down · (silu(W_gate·n) ⊙ W_up·n), n = rmsNorm(x)
         try e.encode(.rmsNorm(input: x, weight: w.ffnNorm, epsilon: c.normEpsilon, output: normed))
+        try observe?(.mlpInput, normed)
         try e.encode(w.gate.apply(to: normed, output: gate))
         try e.encode(w.up.apply(to: normed, output: up))
         try e.encode(.swiGLU(gate: gate, up: up, output: gate))
+        try observe?(.mlpHidden, gate)
         try e.encode(w.down.apply(to: gate, output: normed))
+        try observe?(.mlpOutput, normed)
         try e.encode(.add(x, normed, output: x))
-        telemetry.actualFLOPs += Double(4 * c.nHeads * c.headDim * m * fresh.upperBound)
+        // Each new entry attends to the entries before it and itself (causal).
+        let keysAttended = Double(m) * Double(fresh.lowerBound) + Double(m * (m + 1) / 2)
+        telemetry.actualFLOPs += Double(4 * c.nHeads * c.headDim) * keysAttended
     }
 
     /// KV-cache bytes in use.
     public var kvCacheBytes: Int { cache.bytesHeld }
+
+    // MARK: Probing single blocks (calibration for quantizers, training)
+
+    /// The token embeddings of `tokens` (`[count × dModel]`), the input of block 0.
+    public func embed(_ tokens: [Int32]) throws -> [Float] {
+        let c = configuration, a = activations
+        guard !tokens.isEmpty, tokens.count <= maxBatch else {
+            throw QTaleError.invalidArgument("embed takes 1 to \(maxBatch) tokens, got \(tokens.count)")
+        }
+        for token in tokens where token < 0 || Int(token) >= c.vocabSize {
+            throw QTaleError.invalidArgument("token id \(token) is outside the vocabulary (0..<\(c.vocabSize))")
+        }
+        try a.upload(tokens: tokens, firstPosition: 0, engine: engine)
+        let x = a.x.rows(0..<tokens.count)
+        try engine.encode(weights.tokenEmbedding.lookup(tokens: a.tokens.columns(0..<tokens.count), output: x))
+        return try engine.readFloats(x)
+    }
+
+    /// Runs block `l` with weights `w` (the model's own, or a quantizer's candidate) on one sequence of
+    /// hidden states `hidden` (`[T × dModel]`, positions `0 ..< T`, causal, nothing cached before),
+    /// calling `observe` with each intermediate, and returns the block's output (`[T × dModel]`).
+    /// Clears the session's context. `T` must fit ``maxBatch``.
+    public func probeBlock(_ l: Int, weights w: LlamaBlockWeights, hidden: [Float],
+                           observe: BlockObserver? = nil) throws -> [Float] {
+        let c = configuration, a = activations
+        guard l >= 0 && l < c.nLayers else { throw QTaleError.invalidArgument("block \(l) is outside 0..<\(c.nLayers)") }
+        guard hidden.count % c.dModel == 0 else {
+            throw QTaleError.invalidArgument("probeBlock: \(hidden.count) values are not rows of d_model \(c.dModel)")
+        }
+        let count = hidden.count / c.dModel
+        guard count >= 1 && count <= maxBatch else {
+            throw QTaleError.invalidArgument("probeBlock takes 1 to \(maxBatch) tokens, got \(count)")
+        }
+        reset()
+        try a.upload(tokens: repeatElement(Int32(0), count: count), firstPosition: 0, engine: engine)
+        let x = a.x.rows(0..<count)
+        try engine.write(hidden, to: x)
+        try runBlock(l, x: x, positions: a.positions.columns(0..<count), compacted: false, weights: w, observe: observe)
+        reset()
+        return try engine.readFloats(x)
+    }
 }
+
+/// Points inside a decoder block where ``LlamaModel/probeBlock(_:weights:hidden:observe:)`` reports
+/// activations: the inputs of each linear and the outputs of the two sublayers.
+public enum BlockProbePoint: Sendable, CaseIterable {
+    /// `rmsNorm(x)`, the input of q, k and v. `[T × dModel]`
+    case attentionInput
+    /// Attention's output, the input of o. `[T × nHeads·headDim]`
+    case attended
+    /// o's output, added to the residual. `[T × dModel]`
+    case attentionOutput
+    /// `rmsNorm(x)` after attention, the input of gate and up. `[T × dModel]`
+    case mlpInput
+    /// `silu(gate) ⊙ up`, the input of down. `[T × ffnDim]`
+    case mlpHidden
+    /// down's output, added to the residual. `[T × dModel]`
+    case mlpOutput
+}
+
+/// Receives a probe point and the engine view holding it (read it with `engine.readFloats`).
+public typealias BlockObserver = (BlockProbePoint, TensorView) throws -> Void
 
 extension TensorView {
     /// A `[1 × n]` contiguous vector seen as `[n × 1]`, so row ops treat each element as a row.

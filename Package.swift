@@ -54,9 +54,18 @@ let package = Package(
         .target(name: "QTaleConformance", dependencies: ["QTaleCore", "QTaleReference", "QTaleTestSupport"]),
         .target(name: "QTaleTestSupport", dependencies: ["QTaleCore", "QTaleGGUF", "QTaleTokenizer"]),
 
+        // MARK: Post-training quantization (RTN, GPTQ, Hessians; algorithms import QTaleCore only)
+        .target(name: "QTaleQuantize", dependencies: ["QTaleCore", "QTaleModel"], swiftSettings: optimisedSwift),
+
+        // MARK: Benchmark data and zero-shot evaluation
+        // Readers of each multiple-choice dataset's native files and lm-evaluation-harness's prompt formats
+        // (no model dependency, so router training can reuse them); the log-likelihood scorer on top.
+        .target(name: "QTaleData", dependencies: ["QTaleCore"]),
+        .target(name: "QTaleEval", dependencies: ["QTaleModel", "QTaleData", "QTaleCore"]),
+
         // MARK: Command-line tool
         .executableTarget(name: "qtale",
-                          dependencies: ["QTaleModel", "QTaleConformance",
+                          dependencies: ["QTaleModel", "QTaleConformance", "QTaleQuantize", "QTaleData", "QTaleEval",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // MARK: Tests
@@ -65,8 +74,12 @@ let package = Package(
         .testTarget(name: "QTaleEngineTests", dependencies: ["QTaleCore", "QTaleReference", "QTaleCPU", "QTaleConformance",
                                                              "QTaleModel", "QTaleKernels", "QTaleOpenCL", "QTaleVulkan"]),
         .testTarget(name: "QTaleModelTests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleSafetensors", "QTaleTokenizer", "QTaleTestSupport"],
-                    resources: [.copy("Goldens")]),
+                    resources: [.copy("Goldens"), .copy("Fixtures")]),
+        .testTarget(name: "QTaleEvalTests", dependencies: ["QTaleData", "QTaleEval", "QTaleModel", "QTaleCore", "QTaleTestSupport"]),
+        .testTarget(name: "QTaleQuantizeTests", dependencies: ["QTaleQuantize", "QTaleCore", "QTaleCPU", "QTaleReference",
+                                                               "QTaleModel", "QTaleSafetensors", "QTaleTestSupport"]),
         .testTarget(name: "QTaleCLITests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleTestSupport"]),
+        .testTarget(name: "QTaleTrainingTests", dependencies: ["QTaleCore", "QTaleReference", "QTaleCPU", "QTaleConformance", "QTaleTestSupport"]),
     ],
     // Kernels share raw pointers with Dispatch workers by design; the Swift 6 data-race checker cannot
     // see that each worker writes a disjoint row range, so the package uses the Swift 5 language mode.

@@ -16,11 +16,12 @@ public final class CPUEngine: ComputeEngine {
     /// Worker threads for parallel kernels.
     public let threads: Int
     let scratch: CPUScratch
-    private var pending: [Op] = []
+    /// Recorded work: ``Op``s, and ``TrainingOp``s (`CPUTraining.swift`), in one in-order stream.
+    var pending: [CPUWork] = []
     /// For each pending op: whether it must wait for all earlier ops (it depends on one since the last wait).
     private var waits: [Bool] = []
     private let scheduler = SliceScheduler()
-    private var dependencies = DependencyTracker()
+    private var dependencies = WorkDependencyTracker<CPUWork>()
 
     public init(threads: Int) throws {
         guard threads >= 1 && threads <= 256 else {
@@ -50,7 +51,7 @@ public final class CPUEngine: ComputeEngine {
         store.read(buffer, byteOffset: byteOffset, into: bytes)
     }
 
-    public func encode(_ op: Op) throws { pending.append(op) }
+    public func encode(_ op: Op) throws { pending.append(.op(op)) }
 
     public func synchronize() throws { flush() }
 
@@ -100,7 +101,14 @@ public final class CPUEngine: ComputeEngine {
         case let .embed(_, tokens, _): work = tokens.columns * 512
         case let .rope(data, _, _, _, _): work = data.rows * data.columns
         case let .copy(source, _): work = source.rows * source.columns
-        case let .linear(input, weight, _, _): work = 4 * input.rows * weight.rows * weight.columns / 64
+        case let .linear(input, weight, _, _):
+            // Work in multiply-adds / 16. The packed GEMM (calibration-sized products, seconds long) is
+            // over-split two per thread in whole 64-column steps, so a worker whose core is shared with
+            // another process does not hold the rest up; each extra slice re-packs the inputs (~1%).
+            work = input.rows * weight.rows * weight.columns / 16
+            if Self.usesPackedLinear(tokens: input.rows, outputs: weight.rows) {
+                return min(2 * threads, max(1, weight.rows / 64), max(1, work / 16384))
+            }
         case let .silu(input, _): work = input.rows * input.columns
         case let .gatherRows(source, indices, _), let .scatterRows(source, indices, _): work = indices.columns * source.columns
         }

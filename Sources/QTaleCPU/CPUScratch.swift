@@ -14,10 +14,10 @@ final class CPUScratch {
     /// Worker `worker`'s buffer; holds at least what ``floatsNeeded(by:)`` asked for the current ops.
     @inline(__always) func worker(_ worker: Int) -> UnsafeMutablePointer<Float> { buffers[worker] }
 
-    /// Grows every worker's buffer to what `ops` need. Runs on the calling thread, before workers start.
-    func prepare(for ops: [Op]) {
+    /// Grows every worker's buffer to what `work` needs. Runs on the calling thread, before workers start.
+    func prepare(for work: [CPUWork]) {
         var needed = 0
-        for op in ops { needed = max(needed, Self.floatsNeeded(by: op)) }
+        for item in work { needed = max(needed, Self.floatsNeeded(by: item)) }
         guard needed > capacity else { return }
         for w in buffers.indices {
             buffers[w].deallocate()

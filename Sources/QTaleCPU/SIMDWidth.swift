@@ -1,3 +1,5 @@
+import QTaleCore
+
 /// The one place that fixes the CPU engine's vector width and its helpers, as ggml's simd-mappings.h does.
 ///
 /// Kernels are written against `FloatVector` (16 float32 lanes). On AVX2 the compiler splits it into two
@@ -6,23 +8,7 @@ public enum SIMDWidth {
     public static let lanes = 16
 }
 
-typealias FloatVector = SIMD16<Float>
 typealias ByteVector = SIMD16<UInt8>
-
-extension UnsafePointer where Pointee == Float {
-    @inline(__always) func vector(at offset: Int) -> FloatVector {
-        UnsafeRawPointer(self + offset).loadUnaligned(as: FloatVector.self)
-    }
-}
-
-extension UnsafeMutablePointer where Pointee == Float {
-    @inline(__always) func vector(at offset: Int) -> FloatVector {
-        UnsafeRawPointer(self + offset).loadUnaligned(as: FloatVector.self)
-    }
-    @inline(__always) func store(_ v: FloatVector, at offset: Int) {
-        UnsafeMutableRawPointer(self + offset).storeBytes(of: v, as: FloatVector.self)
-    }
-}
 
 extension FloatVector {
     /// Bytes widened to floats (codes 0...255).

@@ -23,8 +23,8 @@ final class SliceScheduler {
     }
 
     @inline(__always)
-    func run(ops: UnsafeBufferPointer<Op>, waits: UnsafeBufferPointer<Bool>, worker: Int,
-             sliceCount: (Op) -> Int, execute: (Op, WorkSlice) -> Void) {
+    func run<Work>(ops: UnsafeBufferPointer<Work>, waits: UnsafeBufferPointer<Bool>, worker: Int,
+                   sliceCount: (Work) -> Int, execute: (Work, WorkSlice) -> Void) {
         var ticket = claimed.wrappingAdd(1, ordering: .relaxed).oldValue
         var base = 0
         // Slices before the current phase: all must be done before any slice of the phase runs.

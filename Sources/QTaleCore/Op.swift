@@ -129,20 +129,6 @@ extension Op {
         case let .copy(_, destination): body(destination)
         }
     }
-
-    /// Whether this op must wait for `earlier` to finish: it reads what `earlier` writes, or writes what
-    /// `earlier` reads or writes. Engines use it to run independent ops (e.g. the q, k and v
-    /// projections) without a barrier between them.
-    @inlinable public func dependsOn(_ earlier: Op) -> Bool {
-        var conflict = false
-        earlier.forEachWrite { written in
-            forEachRead { if $0.overlaps(written) { conflict = true } }
-            forEachWrite { if $0.overlaps(written) { conflict = true } }
-        }
-        if conflict { return true }
-        earlier.forEachRead { read in forEachWrite { if $0.overlaps(read) { conflict = true } } }
-        return conflict
-    }
 }
 
 extension TensorView {

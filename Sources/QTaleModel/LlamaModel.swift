@@ -252,9 +252,14 @@ public final class LlamaModel {
     /// appending their K/V to the block's cache.
     /// `w` is the block's weights (a quantizer's candidate during calibration); `observe`, when set,
     /// receives intermediate activations (it costs a synchronising read each, so inference passes nil).
+    /// `stopAfter` ends the block right after that probe point (calibration that needs only part of it).
     private func runBlock(_ l: Int, x: TensorView, positions: TensorView, compacted: Bool,
-                          weights w: LlamaBlockWeights, observe: BlockObserver? = nil) throws {
+                          weights w: LlamaBlockWeights, observe: BlockObserver? = nil, stopAfter: BlockProbePoint? = nil) throws {
         let c = configuration, a = activations, e = engine
+        func reached(_ point: BlockProbePoint, _ view: TensorView) throws -> Bool {
+            try observe?(point, view)
+            return point == stopAfter
+        }
         let m = x.rows
         let normed = a.normed.rows(0..<m), q = a.query.rows(0..<m), k = a.key.rows(0..<m), v = a.value.rows(0..<m)
         let attended = a.attended.rows(0..<m), gate = a.gate.rows(0..<m), up = a.up.rows(0..<m)
@@ -264,7 +269,7 @@ public final class LlamaModel {
 
         // Attention: x += Wo · attention(rope(Wq·n), cache ∪ rope(Wk·n), cache ∪ Wv·n), n = rmsNorm(x)
         try e.encode(.rmsNorm(input: x, weight: w.attentionNorm, epsilon: c.normEpsilon, output: normed))
-        try observe?(.attentionInput, normed)
+        if try reached(.attentionInput, normed) { return }
         try e.encode(w.query.apply(to: normed, output: q))
         try e.encode(w.key.apply(to: normed, output: k))
         try e.encode(w.value.apply(to: normed, output: v))
@@ -276,19 +281,19 @@ public final class LlamaModel {
         try e.encode(.attention(query: q, keys: cache.keys[l].rows(visible), values: cache.values[l].rows(visible),
                                 queryPositions: positions, keyPositions: keyPositions?.columns(visible),
                                 heads: c.nHeads, kvHeads: c.nKVHeads, headDim: c.headDim, output: attended))
-        try observe?(.attended, attended)
+        if try reached(.attended, attended) { return }
         try e.encode(w.attentionOutput.apply(to: attended, output: normed))
-        try observe?(.attentionOutput, normed)
+        if try reached(.attentionOutput, normed) { return }
         try e.encode(.add(x, normed, output: x))
         // MLP: x += W_down · (silu(W_gate·n) ⊙ W_up·n), n = rmsNorm(x)
         try e.encode(.rmsNorm(input: x, weight: w.ffnNorm, epsilon: c.normEpsilon, output: normed))
-        try observe?(.mlpInput, normed)
+        if try reached(.mlpInput, normed) { return }
         try e.encode(w.gate.apply(to: normed, output: gate))
         try e.encode(w.up.apply(to: normed, output: up))
         try e.encode(.swiGLU(gate: gate, up: up, output: gate))
-        try observe?(.mlpHidden, gate)
+        if try reached(.mlpHidden, gate) { return }
         try e.encode(w.down.apply(to: gate, output: normed))
-        try observe?(.mlpOutput, normed)
+        if try reached(.mlpOutput, normed) { return }
         try e.encode(.add(x, normed, output: x))
         // Each new entry attends to the entries before it and itself (causal).
         let keysAttended = Double(m) * Double(fresh.lowerBound) + Double(m * (m + 1) / 2)
@@ -318,9 +323,11 @@ public final class LlamaModel {
     /// Runs block `l` with weights `w` (the model's own, or a quantizer's candidate) on one sequence of
     /// hidden states `hidden` (`[T × dModel]`, positions `0 ..< T`, causal, nothing cached before),
     /// calling `observe` with each intermediate, and returns the block's output (`[T × dModel]`).
+    /// With `stopAfter`, the block ends after that point and the result is empty (a search that only
+    /// needs the attention sublayer's output then skips the MLP).
     /// Clears the session's context. `T` must fit ``maxBatch``.
     public func probeBlock(_ l: Int, weights w: LlamaBlockWeights, hidden: [Float],
-                           observe: BlockObserver? = nil) throws -> [Float] {
+                           stopAfter: BlockProbePoint? = nil, observe: BlockObserver? = nil) throws -> [Float] {
         let c = configuration, a = activations
         guard l >= 0 && l < c.nLayers else { throw QTaleError.invalidArgument("block \(l) is outside 0..<\(c.nLayers)") }
         guard hidden.count % c.dModel == 0 else {
@@ -334,9 +341,10 @@ public final class LlamaModel {
         try a.upload(tokens: repeatElement(Int32(0), count: count), firstPosition: 0, engine: engine)
         let x = a.x.rows(0..<count)
         try engine.write(hidden, to: x)
-        try runBlock(l, x: x, positions: a.positions.columns(0..<count), compacted: false, weights: w, observe: observe)
+        try runBlock(l, x: x, positions: a.positions.columns(0..<count), compacted: false, weights: w,
+                     observe: observe, stopAfter: stopAfter)
         reset()
-        return try engine.readFloats(x)
+        return stopAfter == nil ? try engine.readFloats(x) : []
     }
 }
 

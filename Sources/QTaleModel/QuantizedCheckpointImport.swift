@@ -125,7 +125,6 @@ struct QuantizedCheckpointScheme: CustomStringConvertible {
         let (qweightFile, qweight) = try find(".qweight")
         let (qzerosFile, qzeros) = try find(".qzeros")
         let (scalesFile, scales) = try find(".scales")
-        // The expected shapes, [rows of the stored tensor, columns of the stored tensor].
         let packedAlongOutput = method == .awqGEMM
         let packedDimension = packedAlongOutput ? rows : columns
         guard packedDimension % perWord == 0 else {

@@ -26,6 +26,14 @@ public struct RouterConfiguration: Sendable, Equatable, Codable {
 /// `norm [hidden]`, `w2 [2 × hidden]` (row 0 = skip, row 1 = execute), `b2 [2]`.
 public struct RouterParameters: Sendable, Equatable {
     public var w1: [Float], b1: [Float], norm: [Float], w2: [Float], b2: [Float]
+
+    public init(w1: [Float], b1: [Float], norm: [Float], w2: [Float], b2: [Float]) {
+        self.w1 = w1
+        self.b1 = b1
+        self.norm = norm
+        self.w2 = w2
+        self.b2 = b2
+    }
 }
 
 /// The routers of a model: one per block from ``RouterConfiguration/alwaysOnBlocks`` on.

@@ -3,12 +3,13 @@ import Foundation
 import QTaleCore
 import QTaleGGUF
 import QTaleModel
+import QTaleQuantize
 import QTaleTokenizer
 
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print a model's architecture, tensor types and sizes.")
 
-    @Argument(help: "A GGUF file, or 'smollm2'.")
+    @Argument(help: "A GGUF file, a qtale model file, a Hugging Face directory, or 'smollm2'.")
     var model: String
 
     @Flag(help: "Print every tensor.")
@@ -16,11 +17,11 @@ struct Info: ParsableCommand {
 
     func run() throws {
         let path = try ModelLocator.resolve(model) { Console.status($0) }
-        let gguf = try GGUFFile(path: path)
-        let c = try LlamaConfiguration(gguf: gguf)
+        let source = try ModelSources.open(path)
+        let c = source.configuration
+        let vocabulary = try source.vocabulary()
         var lines = [
-            "file            \(path) (GGUF v\(gguf.version), \(gguf.file.bytes.count) bytes)",
-            "name            \(gguf.metadata["general.name"]?.string ?? "-")",
+            "file            \(path) (\(source.formatDescription))",
             "architecture    \(c.architecture)",
             "layers          \(c.nLayers)",
             "d_model         \(c.dModel)",
@@ -29,9 +30,25 @@ struct Info: ParsableCommand {
             "rope            base \(c.ropeBase), dims \(c.ropeDims)",
             "rms epsilon     \(c.normEpsilon)",
             "context         \(c.contextLength)",
-            "vocabulary      \(c.vocabSize) (\(gguf.metadata["tokenizer.ggml.model"]?.string ?? "?"), pre '\(gguf.metadata["tokenizer.ggml.pre"]?.string ?? "default")')",
-            "output head     \(c.tiedOutput ? "tied to token_embd" : "separate")",
+            "vocabulary      \(c.vocabSize) (byte-level BPE, pre '\(vocabulary.preTokenizer)')",
+            "output head     \(c.tiedOutput ? "tied to the token embedding" : "separate")",
         ]
+        if let routers = try source.routers() {
+            lines.append("routers         hidden \(routers.configuration.hidden), always-on blocks \(routers.configuration.alwaysOnBlocks), positions \(routers.configuration.alwaysOnPositions)")
+        }
+        if let file = source as? QTaleModelFile, let text = file.quantization {
+            if let r = try? JSONDecoder().decode(QuantizationReport.self, from: Data(text.utf8)) {
+                let s = r.settings
+                lines.append("quantization    \(s.method.rawValue) w\(s.bits)g\(s.groupSize)\(s.actOrder ? " act-order" : ""), " +
+                             "\(r.calibrationTokens) calibration tokens, \(String(format: "%.0f", r.seconds)) s, from \(r.input)")
+            } else {
+                lines.append("quantization    \(text.prefix(200))")
+            }
+        }
+        guard let gguf = (source as? GGUFModelSource)?.gguf else {
+            Console.out(lines.joined(separator: "\n") + "\n")
+            return
+        }
         var byType: [GGUFTensorType: (count: Int, elements: Int, bytes: Int)] = [:]
         for t in gguf.tensors {
             let s = byType[t.type, default: (0, 0, 0)]
@@ -64,8 +81,7 @@ struct Tokenize: ParsableCommand {
 
     func run() throws {
         let path = try ModelLocator.resolve(model) { Console.status($0) }
-        let gguf = try GGUFFile(path: path)
-        let tokenizer = try BPETokenizer(vocabulary: TokenizerVocabulary(gguf: gguf))
+        let tokenizer = try BPETokenizer(vocabulary: ModelSources.open(path).vocabulary())
         Console.out("[" + tokenizer.encode(text, parseSpecial: true).map(String.init).joined(separator: ", ") + "]\n")
     }
 }

@@ -108,7 +108,7 @@ final class CLIHappyPathTests: XCTestCase {
         XCTAssertEqual(line("d_model"), "d_model         64")
         XCTAssertEqual(line("heads"), "heads           4 (KV heads 2, head dim 16)")
         XCTAssertEqual(line("context"), "context         256")
-        XCTAssertEqual(line("output head"), "output head     tied to token_embd")
+        XCTAssertEqual(line("output head"), "output head     tied to the token embedding")
         // 2 layers × 7 Q4_1 matrices; 1 Q8_0 embedding; 2 × 2 + 1 F32 norms.
         XCTAssertEqual(line("tensors"), "tensors         20")
         let q41 = try XCTUnwrap(lines.first { $0.hasPrefix("  Q4_1") }, r.stdout)

@@ -1,0 +1,45 @@
+import ArgumentParser
+import Foundation
+import QTaleCore
+import QTaleModel
+
+/// Where the routers of a threshold search come from: a router file, routers stored in the model file,
+/// or random ones. The subset of ``LayerSkipOptions`` that makes sense when θ is what is being searched
+/// (no --threshold, --exec-ratio, --skip-pattern or --exec-map), with the same names and meanings.
+struct RouterSourceOptions: ParsableArguments {
+    @Option(help: "Router weights (safetensors). Default: the routers stored in the model file, if any.")
+    var routers: String?
+
+    @Option(name: .customLong("random-routers"), help: "Use routers initialised from this seed (before trained ones exist).")
+    var randomRouters: UInt64?
+
+    @Option(name: .customLong("router-hidden"), help: "Hidden width of --random-routers.")
+    var routerHidden = 512
+
+    @Option(name: .customLong("always-on-blocks"), help: "Leading blocks that always run (--random-routers).")
+    var alwaysOnBlocks = 2
+
+    @Option(name: .customLong("always-on-positions"), help: "Leading positions that run every block (--random-routers).")
+    var alwaysOnPositions = 2
+
+    func validate() throws {
+        guard routers == nil || randomRouters == nil else { throw ValidationError("use only one of --routers and --random-routers") }
+        guard routerHidden >= 1 && routerHidden <= 65536 else { throw ValidationError("--router-hidden must be between 1 and 65536") }
+        guard alwaysOnBlocks >= 0, alwaysOnPositions >= 0 else { throw ValidationError("always-on counts must be ≥ 0") }
+    }
+
+    /// The routers for `model`, and a line saying where they came from.
+    func load(for model: LoadedModel) throws -> (RouterSet, String) {
+        let c = model.configuration
+        if let routers {
+            return (try RouterSet.load(path: routers, dModel: c.dModel, layers: c.nLayers), routers)
+        }
+        if let randomRouters {
+            let configuration = RouterConfiguration(hidden: routerHidden, alwaysOnBlocks: alwaysOnBlocks, alwaysOnPositions: alwaysOnPositions)
+            return (try RouterSet.random(configuration: configuration, dModel: c.dModel, layers: c.nLayers, seed: randomRouters),
+                    "random seed \(randomRouters) (hidden \(routerHidden))")
+        }
+        if let stored = try model.source.routers() { return (stored, "stored in the model file") }
+        throw QTaleError.invalidArgument("no routers: '\(model.path)' stores none; pass --routers FILE or --random-routers SEED")
+    }
+}

@@ -137,32 +137,6 @@ extension CPUEngine {
         }
     }
 
-    /// RoPE backward in place: the forward's rotation with the sine negated.
-    func ropeBackward(gradient: TensorView, positions: TensorView, headDim: Int, ropeDims: Int, base: Float, slice: WorkSlice) {
-        let x = store.pointer(gradient, as: Float.self)
-        let pos = store.pointer(positions, as: Int32.self)
-        let pairs = ropeDims / 2
-        let table = scratch.worker(slice.worker)
-        for t in slice.range(of: gradient.rows) {
-            let position = Double(pos[t])
-            for i in 0..<pairs {
-                let angle = position * pow(Double(base), -Double(2 * i) / Double(ropeDims))
-                table[2 * i] = Float(cos(angle))
-                table[2 * i + 1] = Float(sin(angle))
-            }
-            let row = x + t * gradient.rowStride
-            for head in stride(from: 0, to: gradient.columns, by: headDim) {
-                for i in 0..<pairs {
-                    let c = head + 2 * i
-                    let (y0, y1) = (row[c], row[c + 1])
-                    let (cosine, sine) = (table[2 * i], table[2 * i + 1])
-                    row[c] = y0 * cosine + y1 * sine
-                    row[c + 1] = y1 * cosine - y0 * sine
-                }
-            }
-        }
-    }
-
     // MARK: Linear layers
 
     /// `dX (+)= dY · dequantize(W)`, parallel over rows of `dY`. Each slice dequantizes the whole weight

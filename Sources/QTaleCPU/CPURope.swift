@@ -7,8 +7,10 @@ import Darwin
 
 extension CPUEngine {
     /// Rotary embedding in place. Angles are computed in float64 once per token and shared by all heads,
-    /// so long positions keep full precision.
-    func rope(data: TensorView, positions: TensorView, headDim: Int, ropeDims: Int, base: Float, slice: WorkSlice) {
+    /// so long positions keep full precision. `inverse` rotates by the negated angles: the backward pass
+    /// of a rotation is its transpose.
+    func rope(data: TensorView, positions: TensorView, headDim: Int, ropeDims: Int, base: Float, inverse: Bool = false,
+              slice: WorkSlice) {
         let x = store.pointer(data, as: Float.self)
         let pos = store.pointer(positions, as: Int32.self)
         let pairs = ropeDims / 2
@@ -18,7 +20,7 @@ extension CPUEngine {
             for i in 0..<pairs {
                 let angle = position * pow(Double(base), -Double(2 * i) / Double(ropeDims))
                 table[2 * i] = Float(cos(angle))
-                table[2 * i + 1] = Float(sin(angle))
+                table[2 * i + 1] = Float(inverse ? -sin(angle) : sin(angle))
             }
             let row = x + t * data.rowStride
             for head in stride(from: 0, to: data.columns, by: headDim) {

@@ -88,7 +88,8 @@ extension CPUEngine: TrainingEngine {
             linearBackward(input: input, weight: weight, outputGradient: outputGradient, inputGradient: inputGradient,
                            accumulate: accumulate, weightGradient: weightGradient, biasGradient: biasGradient, slice: slice)
         case let .ropeBackward(gradient, positions, headDim, ropeDims, base):
-            ropeBackward(gradient: gradient, positions: positions, headDim: headDim, ropeDims: ropeDims, base: base, slice: slice)
+            // The transpose of a rotation is the rotation by the negated angle.
+            rope(data: gradient, positions: positions, headDim: headDim, ropeDims: ropeDims, base: base, inverse: true, slice: slice)
         case let .gatedAttentionBackward(query, keys, values, keyGate, queryPositions, heads, kvHeads, headDim, output,
                                          logNormalizers, outputGradient, queryGradient, keyGradient, valueGradient, keyGateGradient):
             gatedAttentionBackward(query: query, keys: keys, values: values, keyGate: keyGate, queryPositions: queryPositions,

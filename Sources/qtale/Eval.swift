@@ -55,7 +55,7 @@ struct Eval: ParsableCommand {
         let questions = try EvaluationSet.load(task: task, data: data, limit: limit).questions
         let model = try engine.load()
         let contextLength = min(ctx ?? 2048, model.configuration.contextLength)
-        let session = try model.makeSession(contextLength: contextLength, policy: layerSkip.policy(for: model.configuration))
+        let session = try model.makeSession(contextLength: contextLength, policy: layerSkip.policy(for: model))
         let evaluator = MultipleChoiceEvaluator(task: task, model: model, session: session)
         let bar = ProgressBar("eval \(task.rawValue)", total: questions.count, unit: "questions", enabled: !noProgress)
         let result = try evaluator.run(questions) { done, outcomes in

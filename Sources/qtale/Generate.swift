@@ -66,7 +66,7 @@ struct Generate: ParsableCommand {
             Console.status("note: --ctx \(ctx) exceeds the model's context length; using \(model.configuration.contextLength)")
         }
         let session = try model.makeSession(contextLength: ctx.map { min($0, model.configuration.contextLength) },
-                                            policy: layerSkip.policy(for: model.configuration))
+                                            policy: layerSkip.policy(for: model))
         session.recordsExecutionMap = layerSkip.execMap != nil
         let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP,
                                           seed: seed ?? UInt64.random(in: 0 ... UInt64(UInt32.max)))

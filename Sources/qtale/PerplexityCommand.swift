@@ -48,7 +48,7 @@ struct PerplexityCommand: ParsableCommand {
         }
         let tokens = model.tokenizer.encode(content, parseSpecial: false, addBOS: false)
         let windows = Perplexity.windows(of: tokens, contextLength: ctx, limit: maxWindows)
-        let session = try model.makeSession(contextLength: ctx, maxBatch: ctx, policy: layerSkip.policy(for: model.configuration))
+        let session = try model.makeSession(contextLength: ctx, maxBatch: ctx, policy: layerSkip.policy(for: model))
         Console.status("\(tokens.count) tokens, \(windows.count) windows of \(ctx) on \(model.engine.name) (\(model.engine.deviceDescription))")
         let bar = ProgressBar("ppl", total: windows.count, unit: "windows")
         let result = try Perplexity.evaluate(session: session, windows: windows, model: model.path, text: text) { done, ppl in

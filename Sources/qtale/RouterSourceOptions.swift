@@ -3,9 +3,8 @@ import Foundation
 import QTaleCore
 import QTaleModel
 
-/// Where the routers of a threshold search come from: a router file, routers stored in the model file,
-/// or random ones. The subset of ``LayerSkipOptions`` that makes sense when θ is what is being searched
-/// (no --threshold, --exec-ratio, --skip-pattern or --exec-map), with the same names and meanings.
+/// Where routers come from: a router file, routers stored in the model file, or random ones. Threshold
+/// searches use it alone; ``LayerSkipOptions`` adds θ and the forced-execution flags to it.
 struct RouterSourceOptions: ParsableArguments {
     @Option(help: "Router weights (safetensors). Default: the routers stored in the model file, if any.")
     var routers: String?
@@ -16,10 +15,10 @@ struct RouterSourceOptions: ParsableArguments {
     @Option(name: .customLong("router-hidden"), help: "Hidden width of --random-routers.")
     var routerHidden = 512
 
-    @Option(name: .customLong("always-on-blocks"), help: "Leading blocks that always run (--random-routers).")
+    @Option(name: .customLong("always-on-blocks"), help: "Leading blocks that always run (--random-routers, --exec-ratio).")
     var alwaysOnBlocks = 2
 
-    @Option(name: .customLong("always-on-positions"), help: "Leading positions that run every block (--random-routers).")
+    @Option(name: .customLong("always-on-positions"), help: "Leading positions that run every block (--random-routers, --exec-ratio).")
     var alwaysOnPositions = 2
 
     func validate() throws {
@@ -28,14 +27,18 @@ struct RouterSourceOptions: ParsableArguments {
         guard alwaysOnBlocks >= 0, alwaysOnPositions >= 0 else { throw ValidationError("always-on counts must be ≥ 0") }
     }
 
+    /// The router shape and always-on counts these flags describe (random routers, forced ratios).
+    var configuration: RouterConfiguration {
+        RouterConfiguration(hidden: routerHidden, alwaysOnBlocks: alwaysOnBlocks, alwaysOnPositions: alwaysOnPositions)
+    }
+
     /// The routers for `model`, and a line saying where they came from.
-    func load(for model: LoadedModel) throws -> (RouterSet, String) {
+    func load(for model: LoadedModel) throws -> (routers: RouterSet, source: String) {
         let c = model.configuration
         if let routers {
             return (try RouterSet.load(path: routers, dModel: c.dModel, layers: c.nLayers), routers)
         }
         if let randomRouters {
-            let configuration = RouterConfiguration(hidden: routerHidden, alwaysOnBlocks: alwaysOnBlocks, alwaysOnPositions: alwaysOnPositions)
             return (try RouterSet.random(configuration: configuration, dModel: c.dModel, layers: c.nLayers, seed: randomRouters),
                     "random seed \(randomRouters) (hidden \(routerHidden))")
         }

@@ -62,10 +62,12 @@ let package = Package(
         // (no model dependency, so router training can reuse them); the log-likelihood scorer on top.
         .target(name: "QTaleData", dependencies: ["QTaleCore"]),
         .target(name: "QTaleEval", dependencies: ["QTaleModel", "QTaleData", "QTaleCore"]),
+        // Router training (method.md §1-2): data → examples, the training graph on a TrainingEngine, AdamW, checkpoints.
+        .target(name: "QTaleTraining", dependencies: ["QTaleCore", "QTaleModel", "QTaleData", "QTaleTokenizer", "QTaleSafetensors"]),
 
         // MARK: Command-line tool
         .executableTarget(name: "qtale",
-                          dependencies: ["QTaleModel", "QTaleConformance", "QTaleQuantize", "QTaleData", "QTaleEval",
+                          dependencies: ["QTaleModel", "QTaleConformance", "QTaleQuantize", "QTaleData", "QTaleEval", "QTaleTraining",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // MARK: Tests
@@ -79,7 +81,8 @@ let package = Package(
         .testTarget(name: "QTaleQuantizeTests", dependencies: ["QTaleQuantize", "QTaleCore", "QTaleCPU", "QTaleReference",
                                                                "QTaleModel", "QTaleSafetensors", "QTaleTestSupport"]),
         .testTarget(name: "QTaleCLITests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleTestSupport"]),
-        .testTarget(name: "QTaleTrainingTests", dependencies: ["QTaleCore", "QTaleReference", "QTaleCPU", "QTaleConformance", "QTaleTestSupport"]),
+        .testTarget(name: "QTaleTrainingTests", dependencies: ["QTaleCore", "QTaleReference", "QTaleCPU", "QTaleConformance", "QTaleTestSupport",
+                                                               "QTaleTraining", "QTaleModel", "QTaleData"]),
     ],
     // Kernels share raw pointers with Dispatch workers by design; the Swift 6 data-race checker cannot
     // see that each worker writes a disjoint row range, so the package uses the Swift 5 language mode.

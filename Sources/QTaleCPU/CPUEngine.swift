@@ -91,8 +91,13 @@ public final class CPUEngine: ComputeEngine {
         let work: Int
         switch op {
         case let .matmul(input, weight, _):
-            // Decode: rows; prefill: 4-row blocks, over-split so faster workers take more.
-            return input.rows == 1 ? min(threads, max(1, weight.rows / 64)) : min(4 * threads, max(1, weight.rows / 4))
+            // Decode: rows; few tokens: 4-row blocks, over-split so faster workers take more; many tokens:
+            // chunks of dequantized rows for the GEMM, two per thread.
+            if input.rows == 1 { return min(threads, max(1, weight.rows / 64)) }
+            if Self.usesPackedLinear(tokens: input.rows, outputs: weight.rows) {
+                return min(2 * threads, max(1, (weight.rows + Self.dequantizedChunkRows - 1) / Self.dequantizedChunkRows))
+            }
+            return min(4 * threads, max(1, weight.rows / 4))
         case let .attention(query, keys, _, _, _, heads, _, _, _):
             return min(threads, query.rows * heads, max(1, query.rows * heads * keys.rows / 128))
         case let .rmsNorm(input, _, _, _): work = input.rows * input.columns

@@ -7,8 +7,9 @@ extension CPUEngine {
     /// run whole packs without tail cases (padded codes are zero, padded inputs are zero).
     /// - One token (decode): a fused dequant-dot per row that never materialises weights; each group
     ///   contributes `scale * Σ code·x + offset * Σ x`, with `Σ x` per group precomputed once.
-    /// - Several tokens (prefill): each worker dequantizes 4 rows into its scratch and reuses them
-    ///   for every token.
+    /// - A few tokens: each worker dequantizes 4 rows into its scratch and reuses them for every token.
+    /// - Many tokens (prefill, scoring, calibration): each worker dequantizes 64 rows at a time and runs
+    ///   the packed register-tiled GEMM of ``linear(input:weight:bias:output:slice:)`` on them.
     /// Numerics: float32 accumulation, reassociated; tests compare with the reference by NMSE.
     func matmul(input: TensorView, weight: QuantizedMatrix, output: TensorView, slice: WorkSlice) {
         switch weight.format.bits {
@@ -18,8 +19,11 @@ extension CPUEngine {
         }
     }
 
-    /// Rows of weights dequantized together in prefill.
+    /// Rows of weights dequantized together in prefill with few tokens.
     static let tileRows = 4
+    /// Rows of weights dequantized together for the GEMM path (a multiple of ``linearNR``); a slice's
+    /// scratch holds `dequantizedChunkRows × paddedColumns` floats.
+    static let dequantizedChunkRows = 64
 
     private func matmul<U: CodeUnpacker>(_ unpacker: U.Type, input: TensorView, weight: QuantizedMatrix,
                                          output: TensorView, slice: WorkSlice) {
@@ -29,6 +33,25 @@ extension CPUEngine {
         let paddedColumns = packs * QuantizationFormat.codesPerPack
         let groups = host.groupsPerRow
         let groupSize = weight.format.groupSize
+        if Self.usesPackedLinear(tokens: tokens, outputs: weight.rows) {
+            // Many tokens: dequantize a chunk of rows at a time and run the dense register-tiled GEMM on
+            // it; the dequantization is repaid by every token that reuses the chunk.
+            let dense = scratch.worker(slice.worker)
+            let chunks = slice.range(of: (weight.rows + Self.dequantizedChunkRows - 1) / Self.dequantizedChunkRows)
+            let x = UnsafePointer(store.pointer(input, as: Float.self))
+            let out = store.pointer(output, as: Float.self)
+            for chunk in chunks {
+                let first = chunk * Self.dequantizedChunkRows, count = min(Self.dequantizedChunkRows, weight.rows - first)
+                for r in 0..<count {
+                    Self.dequantizeRow(U.self, host: host, row: first + r, packs: packs, groupSize: groupSize,
+                                       into: dense + r * paddedColumns)
+                }
+                Self.packedLinear(x: x, xStride: input.rowStride, w: UnsafePointer(dense), wStride: paddedColumns, bias: nil,
+                                  out: out + first, outStride: output.rowStride, tokens: tokens, inner: columns,
+                                  columns: 0..<count)
+            }
+            return
+        }
 
         // Padded inputs, then per-token group sums for the offset term, in this worker's scratch
         // (each slice pads its own copy: cheaper than a barrier).

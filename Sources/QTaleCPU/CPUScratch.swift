@@ -31,6 +31,7 @@ final class CPUScratch {
         switch op {
         case let .matmul(input, weight, _):
             let padded = weight.format.packsPerRow(columns: weight.columns) * QuantizationFormat.codesPerPack
+            if CPUEngine.usesPackedLinear(tokens: input.rows, outputs: weight.rows) { return CPUEngine.dequantizedChunkRows * padded }
             return input.rows * (padded + weight.format.groupsPerRow(columns: weight.columns)) + CPUEngine.tileRows * padded
         case let .embed(table, _, _):
             return table.format.packsPerRow(columns: table.columns) * QuantizationFormat.codesPerPack

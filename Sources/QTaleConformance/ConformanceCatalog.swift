@@ -63,7 +63,7 @@ public enum ConformanceCatalog {
     }
 
     static var matmul: [ConformanceCase] {
-        let shapes = [(1, 576, 192), (1, 1536, 65), (7, 200, 37), (33, 128, 130), (1, 80, 9), (5, 576, 64)]
+        let shapes = [(1, 576, 192), (1, 1536, 65), (7, 200, 37), (33, 128, 130), (40, 200, 70), (1, 80, 9), (5, 576, 64)]
         return [3, 4, 8].flatMap { bits in
             [32, 64, 128].flatMap { group in
                 shapes.map { tokens, k, n in

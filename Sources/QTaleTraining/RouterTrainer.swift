@@ -121,6 +121,8 @@ public struct GumbelNoise: Sendable {
 /// Router logits come back to the host after each block's router, where the Gumbel decisions are drawn.
 /// The backward pass runs through every block in reverse with the backward ops: the base weights get no
 /// gradient; the router parameters' gradients accumulate on the engine until ``readGradients()``.
+/// With LoRA (``LoRASet``), q, k and v of every block add `B·(A·x̃)` before RoPE (`x̃` = the normed input
+/// times a dropout mask with α/r folded in), and `A`, `B` get gradients too (``readLoRAGradients()``).
 ///
 /// Loss per step (means over the step's tokens, ``LossScale``):
 /// `CE(response tokens) + λ1·mean_t |r_t − Ω| − λ2·mean_{t,l} H(softmax(logits_{t,l}))`, with
@@ -137,9 +139,16 @@ public final class RouterTrainer {
     public var temperature = 1.0
     /// Collect per-decision logit gaps in the statistics (diagnostics).
     public var collectsLogitGaps = false
+    /// Keep the output logits of the scored rows of the last ``run(_:noise:mode:scale:backward:dropoutSeed:)``
+    /// in ``capturedLogits`` (tests).
+    public var capturesLogits = false
+    /// `[scored rows × vocab]`: the logits predicting each scored token, in order (when ``capturesLogits``).
+    public private(set) var capturedLogits: [Float] = []
 
     /// Host copy of the parameters, per routed block: `[w1, b1, norm, w2, b2]` flattened.
     public private(set) var parameters: RouterSet
+    /// Host copy of the LoRA adapters on q, k, v (`nil`: routers only).
+    public private(set) var lora: LoRASet?
     private let store: Buffers
     private let routed: [Int]
 
@@ -149,6 +158,13 @@ public final class RouterTrainer {
         let dw1, db1, dnorm, dw2, db2: TensorView
         var all: [TensorView] { [w1, b1, norm, w2, b2] }
         var gradients: [TensorView] { [dw1, db1, dnorm, dw2, db2] }
+    }
+
+    /// One LoRA adapter on the engine, its gradients, and what its backward needs: the adapter's input
+    /// `x̃ = m ⊙ x` (the dropout mask and the scale α/r folded into `m`) and `u = A·x̃`.
+    struct LoRATensors {
+        let a, b, da, db: TensorView
+        let input, u: TensorView
     }
 
     /// Activations of one block kept for the backward pass.
@@ -169,6 +185,13 @@ public final class RouterTrainer {
     }
 
     private var routerTensors: [RouterTensors?] = []
+    /// `[block][target]` (q, k, v); empty without LoRA.
+    private var loraTensors: [[LoRATensors]] = []
+    /// LoRA scratch: `B·u` for q and for k/v, `∂L/∂u`, `∂L/∂x̃`.
+    private var loraOutQ, loraOutKV, loraDU, loraDX: TensorView?
+    /// The multipliers `m` of the current sequence per block and target (`nil`: identity, `x̃ = x`).
+    private var loraMultipliers: [[[Float]?]] = []
+    private var loraDropoutSeed: UInt64?
     private var blocks: [BlockActivations] = []
     /// Residual stream entering block `l` (`xs[L]` is the final one).
     private var xs: [TensorView] = []
@@ -178,7 +201,8 @@ public final class RouterTrainer {
     private let gathered, gatheredNormed, dGathered, dGatheredNormed, logitsChunk: TensorView
     static let logitChunkRows = 32
 
-    public init(weights: LlamaWeights, engine: any TrainingEngine, routers: RouterSet, maxTokens: Int) throws {
+    /// `lora`: adapters on q, k and v trained with the routers (`nil`: routers only).
+    public init(weights: LlamaWeights, engine: any TrainingEngine, routers: RouterSet, lora: LoRASet? = nil, maxTokens: Int) throws {
         let c = weights.configuration
         guard routers.dModel == c.dModel, routers.layers == c.nLayers else {
             throw QTaleError.invalidArgument("routers are for \(routers.layers) blocks of d_model \(routers.dModel); the model has \(c.nLayers) of \(c.dModel)")
@@ -222,6 +246,52 @@ public final class RouterTrainer {
                                  dw1: try s.make(h, d), db1: try s.make(1, h), dnorm: try s.make(1, h), dw2: try s.make(2, h), db2: try s.make(1, 2))
         }
         try setParameters(routers)
+        if let lora {
+            guard lora.layers == c.nLayers, lora.dModel == c.dModel else {
+                throw QTaleError.invalidArgument("LoRA adapters are for \(lora.layers) blocks of d_model \(lora.dModel); the model has \(c.nLayers) of \(c.dModel)")
+            }
+            let r = lora.configuration.rank
+            loraTensors = try (0..<c.nLayers).map { _ in
+                try LoRATarget.allCases.map { target in
+                    let shape = target.kind.shape(in: c)
+                    return LoRATensors(a: try s.make(r, shape.columns), b: try s.make(shape.rows, r),
+                                       da: try s.make(r, shape.columns), db: try s.make(shape.rows, r),
+                                       input: try s.make(T, shape.columns), u: try s.make(T, r))
+                }
+            }
+            loraOutQ = try s.make(T, qDim); loraOutKV = try s.make(T, kvDim)
+            loraDU = try s.make(T, r); loraDX = try s.make(T, d)
+            self.lora = lora
+            try setLoRA(lora)
+        }
+    }
+
+    /// Replaces the LoRA adapters (host copy and engine copy); the trainer must have been built with LoRA
+    /// of the same rank.
+    public func setLoRA(_ set: LoRASet) throws {
+        guard let current = lora, current.configuration.rank == set.configuration.rank, current.layers == set.layers,
+              current.dModel == set.dModel else {
+            throw QTaleError.invalidArgument("LoRA adapters do not match the trainer's layout")
+        }
+        lora = set
+        for l in 0..<set.layers {
+            for t in 0 ..< LoRATarget.allCases.count {
+                try engine.write(set.adapters[l][t].a, to: loraTensors[l][t].a)
+                try engine.write(set.adapters[l][t].b, to: loraTensors[l][t].b)
+            }
+        }
+    }
+
+    /// The accumulated LoRA gradients, as a ``LoRASet`` of the same layout (`nil` without LoRA).
+    public func readLoRAGradients() throws -> LoRASet? {
+        guard var out = lora else { return nil }
+        for l in 0..<out.layers {
+            for t in 0 ..< LoRATarget.allCases.count {
+                out.adapters[l][t].a = try engine.readFloats(loraTensors[l][t].da)
+                out.adapters[l][t].b = try engine.readFloats(loraTensors[l][t].db)
+            }
+        }
+        return out
     }
 
     /// Blocks that have routers.
@@ -243,6 +313,7 @@ public final class RouterTrainer {
     /// Zeroes the accumulated gradients (call when a step starts).
     public func zeroGradients() throws {
         for l in routed { for g in routerTensors[l]!.gradients { try engine.run(.fill(g, value: 0)) } }
+        for block in loraTensors { for t in block { try engine.run(.fill(t.da, value: 0)); try engine.run(.fill(t.db, value: 0)) } }
     }
 
     /// The accumulated gradients, as a ``RouterSet`` of the same layout.
@@ -266,9 +337,14 @@ public final class RouterTrainer {
 
     /// Forward (and, with `backward`, backward) of one sequence: accumulates the router gradients of
     /// this sequence's share of the step loss under `scale`, and returns its statistics.
+    ///
+    /// `dropoutSeed`: the seed of this sequence's LoRA dropout masks (`nil`: no dropout, as in evaluation;
+    /// without LoRA it is ignored).
     public func run(_ example: TrainingExample, noise: GumbelNoise, mode: GateMode, scale: LossScale,
-                    backward: Bool = true) throws -> SequenceStatistics {
+                    backward: Bool = true, dropoutSeed: UInt64? = nil) throws -> SequenceStatistics {
         let c = configuration, e = engine
+        loraDropoutSeed = dropoutSeed
+        capturedLogits = []
         let T = example.tokens.count
         guard T >= 2 && T <= maxTokens else {
             throw QTaleError.invalidArgument("\(example.source): \(T) tokens; training sequences hold 2 to \(maxTokens)")
@@ -355,6 +431,7 @@ public final class RouterTrainer {
                 let out = logitsChunk.rows(0..<n)
                 try e.run(weights.outputHead.apply(to: gn.rows(first ..< first + n), output: out))
                 var values = try e.readFloats(out)
+                if capturesLogits { capturedLogits += values }
                 for i in 0..<n {
                     let target = Int(example.tokens[rows[first + i] + 1])
                     let base = i * V
@@ -444,6 +521,8 @@ public final class RouterTrainer {
         try e.run(w.query.apply(to: n, output: q))
         try e.run(w.key.apply(to: n, output: k))
         try e.run(w.value.apply(to: n, output: v))
+        if !loraTensors.isEmpty { try loraForward(l, input: n, outputs: [q, k, v], count: T) }
+        // RoPE rotates the projections after LoRA's update: the adapters act on the pre-RoPE q and k.
         try e.run(.rope(data: q, positions: pos, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
         try e.run(.rope(data: k, positions: pos, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
         try e.run(.gatedAttention(query: q, keys: k, values: v, keyGate: a.w.columns(0..<T), queryPositions: pos,
@@ -490,9 +569,69 @@ public final class RouterTrainer {
         try linearInputBackward(w.query, outputGradient: dqv, inputGradient: dn, accumulate: false, input: normed.rows(0..<T))
         try linearInputBackward(w.key, outputGradient: dkv, inputGradient: dn, accumulate: true, input: normed.rows(0..<T))
         try linearInputBackward(w.value, outputGradient: dvv, inputGradient: dn, accumulate: true, input: normed.rows(0..<T))
+        if !loraTensors.isEmpty { try loraBackward(l, outputGradients: [dqv, dkv, dvv], inputGradient: dn, count: T) }
         try e.run(.rmsNormBackward(input: x, weight: w.attentionNorm, epsilon: c.normEpsilon, outputGradient: dn,
                                    inputGradient: dX, accumulate: true, weightGradient: nil))
         try e.run(.add(dX, dY, output: dX))
+    }
+
+    /// The multiplier `m` of adapter `target` of block `l` for `T` tokens: `x̃ = m ⊙ x` is inverted
+    /// dropout times the scale, `m = keep·(α/r)/(1 − p)`, drawn from the sequence's dropout seed; `nil`
+    /// when it is the identity (no dropout and α/r = 1).
+    private func loraMultiplier(_ l: Int, _ target: Int, count T: Int, columns: Int) -> [Float]? {
+        let cfg = lora!.configuration
+        if let seed = loraDropoutSeed, cfg.dropout > 0 {
+            var rng = SeededGenerator(seed: seed ^ (UInt64(l * 3 + target + 1) &* 0x9E37_79B9_7F4A_7C15))
+            let keep = Float(cfg.scale / (1 - cfg.dropout)), p = cfg.dropout
+            return (0 ..< T * columns).map { _ in Double(rng.next() >> 11) / Double(1 << 53) >= p ? keep : 0 }
+        }
+        if cfg.scale != 1 { return [Float](repeating: Float(cfg.scale), count: T * columns) }
+        return nil
+    }
+
+    /// Adds `B·(A·x̃)` to each of q, k, v (pre-RoPE), keeping `x̃` and `u = A·x̃` for the backward.
+    /// The masked input is formed on the host (one read of `x`, one write per adapter).
+    private func loraForward(_ l: Int, input x: TensorView, outputs: [TensorView], count T: Int) throws {
+        let e = engine
+        if loraMultipliers.count != configuration.nLayers { loraMultipliers = [[[Float]?]](repeating: [nil, nil, nil], count: configuration.nLayers) }
+        var host: [Float]?
+        for (i, out) in outputs.enumerated() {
+            let t = loraTensors[l][i], xin = t.input.rows(0..<T), u = t.u.rows(0..<T)
+            let m = loraMultiplier(l, i, count: T, columns: x.columns)
+            loraMultipliers[l][i] = m
+            if let m {
+                if host == nil { host = try e.readFloats(x) }
+                try e.write(zip(host!, m).map { $0 * $1 }, to: xin)
+            } else {
+                try e.run(.copy(source: x, destination: xin))
+            }
+            try e.run(.linear(input: xin, weight: t.a, bias: nil, output: u))
+            let delta = (i == 0 ? loraOutQ! : loraOutKV!).rows(0..<T)
+            try e.run(.linear(input: u, weight: t.b, bias: nil, output: delta))
+            try e.run(.add(out, delta, output: out))
+        }
+    }
+
+    /// Backward of ``loraForward``: `dB += dYᵀ·u`, `dA += dUᵀ·x̃` with `dU = dY·B`, and `∂L/∂x += m ⊙ (dU·A)`
+    /// into `inputGradient` (which already holds the frozen path's share).
+    private func loraBackward(_ l: Int, outputGradients: [TensorView], inputGradient dn: TensorView, count T: Int) throws {
+        let e = engine, dU = loraDU!.rows(0..<T)
+        for (i, dY) in outputGradients.enumerated() {
+            let t = loraTensors[l][i]
+            try e.run(.linearBackward(input: t.u.rows(0..<T), weight: t.b, outputGradient: dY, inputGradient: dU,
+                                      accumulate: false, weightGradient: t.db, biasGradient: nil))
+            if let m = loraMultipliers[l][i] {
+                let dX = loraDX!.rows(0..<T)
+                try e.run(.linearBackward(input: t.input.rows(0..<T), weight: t.a, outputGradient: dU, inputGradient: dX,
+                                          accumulate: false, weightGradient: t.da, biasGradient: nil))
+                let g = try e.readFloats(dX)
+                try e.write(zip(g, m).map { $0 * $1 }, to: dX)
+                try e.run(.add(dn, dX, output: dn))
+            } else {
+                try e.run(.linearBackward(input: t.input.rows(0..<T), weight: t.a, outputGradient: dU, inputGradient: dn,
+                                          accumulate: true, weightGradient: t.da, biasGradient: nil))
+            }
+        }
     }
 
     /// `dX (+)= dY · W` through a frozen linear (quantized: matmul backward; dense: linear backward without

@@ -32,8 +32,18 @@ public struct RouterTrainingSettings: Sendable, Equatable, Codable {
     public var routerHidden = 512
     public var alwaysOnBlocks = 2
     public var alwaysOnPositions = 2
+    /// LoRA on q, k, v (D-LLM: rank 8, α = r, dropout 0.05); rank 0 trains routers only.
+    public var loraRank = 0
+    /// α (`nil`: α = r, scale 1).
+    public var loraAlpha: Double?
+    public var loraDropout = 0.05
 
     public init() {}
+
+    /// The LoRA configuration these settings ask for (`nil` at rank 0).
+    public var lora: LoRAConfiguration? {
+        loraRank > 0 ? LoRAConfiguration(rank: loraRank, alpha: loraAlpha, dropout: loraDropout) : nil
+    }
 
     /// Rejects settings that cannot train, naming the flag.
     public func validate(layers: Int) throws {
@@ -54,6 +64,19 @@ public struct RouterTrainingSettings: Sendable, Equatable, Codable {
         try check(routerHidden >= 1 && routerHidden <= 65536, "--router-hidden must be between 1 and 65536")
         try check(alwaysOnBlocks >= 0 && alwaysOnBlocks < layers, "--always-on-blocks must leave at least one routed block of \(layers)")
         try check(alwaysOnPositions >= 0 && alwaysOnPositions < maxLength, "--always-on-positions must be below --max-length")
+        try check(loraRank >= 0 && loraRank <= 4096, "--lora-rank must be between 0 and 4096, got \(loraRank)")
+        if let lora { try lora.validate() }
+    }
+
+    /// The settings as the checkpoint compares them: the LoRA keys are left out at rank 0, so checkpoints
+    /// of routers-only runs written before LoRA existed still resume.
+    var fingerprintJSON: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let text = String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
+        guard loraRank == 0 else { return text }
+        return text.replacingOccurrences(of: #""lora[A-Za-z]+":[^,}]*,?"#, with: "", options: .regularExpression)
+            .replacingOccurrences(of: ",}", with: "}")
     }
 
     /// λ1 after the sine ramp at `step` (0-based) of `totalSteps`: `λ_max·sin(π/2·e/E)` with the epoch
@@ -173,8 +196,11 @@ public final class RouterTrainingRun {
         self.trainer = trainer
         self.examples = examples
         self.settings = settings
+        guard trainer.lora?.configuration == settings.lora else {
+            throw QTaleError.invalidArgument("the trainer's LoRA (\(trainer.lora.map { "rank \($0.configuration.rank)" } ?? "none")) does not match the settings' (rank \(settings.loraRank))")
+        }
         plan = Self.makePlan(lengths: examples.map(\.tokens.count), settings: settings)
-        vector = RouterVector.flatten(trainer.parameters)
+        vector = RouterVector.flatten(trainer.parameters) + (trainer.lora?.flatten() ?? [])
         optimizer = AdamW(count: vector.count)
     }
 
@@ -204,6 +230,19 @@ public final class RouterTrainingRun {
         return g.next()
     }
 
+    /// The LoRA dropout seed of sequence `index` of step `step`.
+    func dropoutSeed(step: Int, index: Int) -> UInt64 {
+        var g = SeededGenerator(seed: noiseSeed(step: step, index: index) ^ 0xD809_0D80_9D80_9D80)
+        return g.next()
+    }
+
+    /// Router parameters, then LoRA's, as one vector.
+    private func apply(_ vector: [Float]) throws {
+        let routerCount = RouterVector.flatten(trainer.parameters).count
+        try trainer.setParameters(RouterVector.unflatten(Array(vector[..<routerCount]), like: trainer.parameters))
+        if let lora = trainer.lora { try trainer.setLoRA(lora.unflatten(vector[routerCount...])) }
+    }
+
     /// Runs the next step: forward and backward of its sequences, then one AdamW update.
     @discardableResult
     public func trainStep(collectLogitGaps: Bool = false) throws -> StepReport {
@@ -227,15 +266,16 @@ public final class RouterTrainingRun {
             let example = examples[i]
             let noise = GumbelNoise(layers: trainer.configuration.nLayers, tokens: example.tokens.count,
                                     seed: noiseSeed(step: step, index: index))
-            total.add(try trainer.run(example, noise: noise, mode: .hardGumbel, scale: scale))
+            total.add(try trainer.run(example, noise: noise, mode: .hardGumbel, scale: scale,
+                                      dropoutSeed: dropoutSeed(step: step, index: index)))
         }
-        let gradient = RouterVector.flatten(try trainer.readGradients())
+        let gradient = RouterVector.flatten(try trainer.readGradients()) + (try trainer.readLoRAGradients()?.flatten() ?? [])
         if let bad = gradient.firstIndex(where: { !$0.isFinite }) {
-            throw QTaleError.invalidArgument("step \(step): a router gradient is not finite (index \(bad)); lower --lr or check the data")
+            throw QTaleError.invalidArgument("step \(step): a gradient is not finite (index \(bad)); lower --lr or check the data")
         }
         let lr = settings.learningRate(step: step, totalSteps: plan.count)
         optimizer.update(&vector, gradient: gradient, learningRate: lr, settings: settings)
-        try trainer.setParameters(RouterVector.unflatten(vector, like: trainer.parameters))
+        try apply(vector)
         let report = StepReport(
             step: step, epoch: epoch, loss: total.loss(scale),
             crossEntropy: total.crossEntropySum / Double(max(1, scored)), rateLoss: total.rateSum / Double(max(1, routedTokens)),
@@ -251,6 +291,19 @@ public final class RouterTrainingRun {
         var set = trainer.parameters
         set.configuration.provenance = provenanceJSON()
         return set
+    }
+
+    /// The trained LoRA adapters (`nil` for a routers-only run).
+    public var lora: LoRASet? { trainer.lora }
+
+    /// Writes the trained routers and, when trained, the LoRA adapters (``LoRASet``'s tensors and
+    /// metadata) into one safetensors file, atomically. `RouterSet.load` reads its routers; `qtale
+    /// merge-lora` folds its adapters into the model.
+    public func saveOutput(to path: String) throws {
+        var w = SafetensorsWriter()
+        routers().add(to: &w)
+        lora?.add(to: &w)
+        try w.write(to: path)
     }
 
     public func provenanceJSON() -> String {
@@ -269,6 +322,9 @@ public final class RouterTrainingRun {
         p["total_steps"] = plan.count
         p["examples"] = examples.count
         p["temperature"] = s.temperature
+        if let l = s.lora {
+            p["lora_rank"] = l.rank; p["lora_alpha"] = l.alpha; p["lora_dropout"] = l.dropout; p["lora_targets"] = "q,k,v"
+        }
         let data = (try? JSONSerialization.data(withJSONObject: p, options: [.sortedKeys])) ?? Data("{}".utf8)
         return String(decoding: data, as: UTF8.self)
     }
@@ -286,17 +342,14 @@ public final class RouterTrainingRun {
         return String(h, radix: 16)
     }
 
-    var settingsJSON: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: (try? encoder.encode(settings)) ?? Data(), as: UTF8.self)
-    }
+    var settingsJSON: String { settings.fingerprintJSON }
 
     /// Writes the routers, Adam moments, step and settings atomically (temporary file, then rename).
     /// The file is also a router file (`RouterSet.load` reads it).
     public func saveCheckpoint(to path: String) throws {
         var w = SafetensorsWriter()
         routers().add(to: &w)
+        lora?.add(to: &w)
         w.add("train.adam_m", floats: optimizer.m, shape: [optimizer.m.count])
         w.add("train.adam_v", floats: optimizer.v, shape: [optimizer.v.count])
         w.metadata["qtale.train.step"] = "\(step)"
@@ -324,8 +377,16 @@ public final class RouterTrainingRun {
         guard saved <= plan.count else { throw QTaleError.invalidArgument("checkpoint '\(path)' is at step \(saved) of a \(plan.count)-step plan") }
         let c = trainer.configuration
         let set = try RouterSet.load(path: path, dModel: c.dModel, layers: c.nLayers)
-        let flat = RouterVector.flatten(set)
-        guard flat.count == vector.count else { throw QTaleError.invalidArgument("checkpoint '\(path)' has routers of another shape") }
+        var flat = RouterVector.flatten(set)
+        var restoredLoRA: LoRASet?
+        if trainer.lora != nil {
+            guard let stored = try LoRASet.load(path: path, model: c), stored.configuration == trainer.lora?.configuration else {
+                throw QTaleError.invalidArgument("checkpoint '\(path)' has no LoRA adapters of rank \(settings.loraRank)")
+            }
+            restoredLoRA = stored
+            flat += stored.flatten()
+        }
+        guard flat.count == vector.count else { throw QTaleError.invalidArgument("checkpoint '\(path)' has parameters of another shape") }
         let m = try file.floats(file.tensor("train.adam_m")), v = try file.floats(file.tensor("train.adam_v"))
         guard m.count == flat.count, v.count == flat.count else { throw QTaleError.invalidArgument("checkpoint '\(path)': Adam moments of the wrong size") }
         vector = flat
@@ -334,6 +395,7 @@ public final class RouterTrainingRun {
         var restored = set
         restored.configuration.provenance = trainer.parameters.configuration.provenance
         try trainer.setParameters(restored)
+        if let restoredLoRA { try trainer.setLoRA(restoredLoRA) }
         step = saved
     }
 }

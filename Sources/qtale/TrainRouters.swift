@@ -19,6 +19,9 @@ struct TrainRouters: ParsableCommand {
             jsonl:PATH for {"prompt": ..., "response": ...} lines, text:PATH for plain text (all tokens scored).
             Checkpoints (--checkpoint, every --checkpoint-every steps and at the end) are router files with \
             the Adam state; --resume continues from one and repeats the uninterrupted run bit for bit.
+            --lora-rank r > 0 also trains LoRA adapters on q, k and v of every block (y = W·x + (α/r)·B·A·dropout(x), \
+            A ~ N(0, σ = 1/r), B = 0, seeded dropout masks), written into the output next to the routers \
+            (tensors lora.<block>.<q|k|v>.{a,b}); `qtale merge-lora` folds them into a float model.
             """)
 
     @OptionGroup var engine: EngineOptions
@@ -32,8 +35,12 @@ struct TrainRouters: ParsableCommand {
     var lambdaRate = 5.0
     @Option(name: .customLong("lambda-entropy"), help: "λ2, the router entropy weight (0 = plain D-LLM).")
     var lambdaEntropy = 0.1
-    @Option(name: .customLong("lora-rank"), help: "LoRA rank on q, k, v (0 = routers only; LoRA is not implemented yet).")
+    @Option(name: .customLong("lora-rank"), help: "LoRA rank on q, k, v (0 = routers only; D-LLM uses 8).")
     var loraRank = 0
+    @Option(name: .customLong("lora-alpha"), help: "LoRA α; the update is scaled by α/r (default: r, scale 1).")
+    var loraAlpha: Double?
+    @Option(name: .customLong("lora-dropout"), help: "Dropout probability on the LoRA input (seeded masks).")
+    var loraDropout = 0.05
     @Option(help: "Epochs over the data.")
     var epochs = 1
     @Option(help: "Peak learning rate.")
@@ -75,7 +82,10 @@ struct TrainRouters: ParsableCommand {
 
     func validate() throws {
         guard !data.isEmpty else { throw ValidationError("give at least one --data TASK:PATH, jsonl:PATH or text:PATH") }
-        guard loraRank == 0 else { throw ValidationError("--lora-rank \(loraRank): LoRA training is not implemented yet; use 0 (routers only)") }
+        guard loraRank >= 0 else { throw ValidationError("--lora-rank must be ≥ 0, got \(loraRank)") }
+        guard loraRank > 0 || (loraAlpha == nil && loraDropout == 0.05) else {
+            throw ValidationError("--lora-alpha and --lora-dropout need --lora-rank > 0")
+        }
         guard checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be ≥ 1") }
         guard limit >= 0 else { throw ValidationError("--limit must be ≥ 0") }
         if let maxSteps { guard maxSteps >= 1 else { throw ValidationError("--max-steps must be ≥ 1") } }
@@ -89,6 +99,7 @@ struct TrainRouters: ParsableCommand {
         s.targetRatio = targetRatio; s.lambdaRate = lambdaRate; s.lambdaEntropy = lambdaEntropy
         s.epochs = epochs; s.learningRate = lr; s.batchTokens = batchTokens; s.maxLength = maxLength; s.seed = seed
         s.warmupFraction = warmup; s.routerHidden = routerHidden; s.alwaysOnBlocks = alwaysOnBlocks; s.alwaysOnPositions = alwaysOnPositions
+        s.loraRank = loraRank; s.loraAlpha = loraAlpha; s.loraDropout = loraDropout
         return s
     }
 
@@ -116,7 +127,8 @@ struct TrainRouters: ParsableCommand {
                                                                                alwaysOnPositions: settings.alwaysOnPositions),
                                            dModel: c.dModel, layers: c.nLayers, seed: settings.seed)
         let longest = examples.map(\.tokens.count).max() ?? 2
-        let trainer = try RouterTrainer(weights: model.weights, engine: trainingEngine, routers: routers, maxTokens: max(2, longest))
+        let lora = try settings.lora.map { try LoRASet.random(configuration: $0, model: c, seed: settings.seed) }
+        let trainer = try RouterTrainer(weights: model.weights, engine: trainingEngine, routers: routers, lora: lora, maxTokens: max(2, longest))
         let run = try RouterTrainingRun(trainer: trainer, examples: examples, settings: settings)
         run.provenance = ["model": model.path, "data": data.joined(separator: " "), "backend": model.engine.name]
         if resume, let checkpoint, FileManager.default.fileExists(atPath: checkpoint) {
@@ -124,7 +136,8 @@ struct TrainRouters: ParsableCommand {
             Console.status("resumed from '\(checkpoint)' at step \(run.step) of \(run.totalSteps)")
         }
         let stopAt = min(run.totalSteps, maxSteps ?? run.totalSteps)
-        Console.status("training \(run.trainer.routedBlocks.count) routers of \(c.nLayers) blocks: \(run.totalSteps) steps over \(settings.epochs) epoch(s), \(stopAt - run.step) to run")
+        let loraNote = lora.map { ", LoRA rank \($0.configuration.rank) on q,k,v (\($0.parameterCount) parameters)" } ?? ""
+        Console.status("training \(run.trainer.routedBlocks.count) routers of \(c.nLayers) blocks\(loraNote): \(run.totalSteps) steps over \(settings.epochs) epoch(s), \(stopAt - run.step) to run")
         let bar = ProgressBar("train-routers", total: stopAt, unit: "steps", enabled: !noProgress)
         let lastEpoch = settings.epochs - 1
         var diagnosticsAccumulator = TrainingDiagnostics(blocks: c.nLayers, targetRatio: settings.targetRatio, routedBlocks: trainer.routedBlocks)
@@ -150,7 +163,7 @@ struct TrainRouters: ParsableCommand {
             }
             if let checkpoint, run.step % checkpointEvery == 0 || run.step == stopAt { try run.saveCheckpoint(to: checkpoint) }
         }
-        try run.routers().save(to: output)
+        try run.saveOutput(to: output)
         Console.status(String(format: "wrote '%@' after %d of %d steps (%.1f training tok/s)", output, run.step, run.totalSteps, Double(tokens) / max(seconds, 1e-9)))
         if let diagnostics, diagnosticsAccumulator.steps > 0 {
             try Console.writeJSON(diagnosticsAccumulator, to: diagnostics)

@@ -156,34 +156,6 @@ final class MagRTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-5)
     }
 
-    /// Seconds per MagR iteration on SmolLM2's down_proj shape (576 × 1536) with the CPU engine's
-    /// `.linear`. A measurement, not a check: runs only with `QTALE_BENCH_MAGR=1`.
-    func testMagRThroughput() throws {
-        guard ProcessInfo.processInfo.environment["QTALE_BENCH_MAGR"] == "1" else {
-            throw XCTSkip("set QTALE_BENCH_MAGR=1 to time MagR")
-        }
-        let rows = 576, columns = 1536, tokens = 2048, iterations = 20
-        var rng = SeededGenerator(seed: 25)
-        let x = (0..<(tokens * columns)).map { _ in Float.random(in: -1...1, using: &rng) }
-        let w = (0..<(rows * columns)).map { _ in Float.random(in: -0.05...0.05, using: &rng) }
-        let multiplier = EngineMatrixMultiplier(engine: try CPUEngine(threads: ProcessInfo.processInfo.activeProcessorCount))
-        // XᵀX through the same multiplier: [columns × tokens]·[columns × tokens]ᵀ.
-        var xt = [Float](repeating: 0, count: columns * tokens)
-        for t in 0..<tokens { for c in 0..<columns { xt[c * tokens + t] = x[t * columns + c] } }
-        var gram = [Float](repeating: 0, count: columns * columns)
-        try xt.withUnsafeBufferPointer { a in
-            try gram.withUnsafeMutableBufferPointer { out in
-                try multiplier.multiplyTransposed(a, rows: columns, a, rows: columns, inner: tokens, into: out)
-            }
-        }
-        let start = DispatchTime.now().uptimeNanoseconds
-        _ = try MagR(granularity: .perChannel, iterations: iterations)
-            .preprocess(weight: w, rows: rows, columns: columns, gram: gram, multiplier: multiplier)
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        print("MagR 576×1536, \(iterations) iterations: \(String(format: "%.3f", seconds)) s "
-              + "(\(String(format: "%.1f", seconds / Double(iterations) * 1000)) ms per iteration)")
-    }
-
     /// Power iteration finds the top eigenvalue of `H diag(d) H` (H a Householder reflection).
     func testLargestEigenvalue() {
         var rng = SeededGenerator(seed: 24)

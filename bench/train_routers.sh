@@ -5,6 +5,7 @@
 # on held-in validation text (ARC-Easy dev questions, scored as `qtale eval` does).
 #
 #   bash bench/train_routers.sh [OUT_DIR] [EXAMPLES] [STEPS]
+# Environment: LR (default 1e-3), LAMBDA_RATE (5), EPOCHS (1).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=${1:-bench/results/routers}
@@ -14,7 +15,7 @@ q=${QTALE:-.build/release/qtale}
 data=../shared/data/arc_easy
 mkdir -p "$out"
 common=(-m smollm2 --threads 1 --data "arc_easy:$data/ARC-Easy-Train.jsonl" --limit "$examples" --target-ratio 0.6
-        --lambda-rate 5 --lr 1e-3 --batch-tokens 512 --seed 0)
+        --lambda-rate "${LAMBDA_RATE:-5}" --lr "${LR:-1e-3}" --epochs "${EPOCHS:-1}" --batch-tokens 512 --seed 0)
 [ "$steps" != 0 ] && common+=(--max-steps "$steps")
 for run in dllm:0 qtale:0.1; do
   name=${run%%:*}; lambda=${run##*:}

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import QTaleCore
 import QTaleModel
+import QTaleSafetensors
+import QTaleTraining
 
 /// Where routers come from: a router file, routers stored in the model file, or random ones. Threshold
 /// searches use it alone; ``LayerSkipOptions`` adds θ and the forced-execution flags to it.
@@ -36,7 +38,14 @@ struct RouterSourceOptions: ParsableArguments {
     func load(for model: LoadedModel) throws -> (routers: RouterSet, source: String) {
         let c = model.configuration
         if let routers {
-            return (try RouterSet.load(path: routers, dModel: c.dModel, layers: c.nLayers), routers)
+            let set = try RouterSet.load(path: routers, dModel: c.dModel, layers: c.nLayers)
+            // Routers trained with LoRA expect the adapted q, k and v; inference reads only the routers.
+            if LoRASet.present(in: try SafetensorsFile(path: routers)) {
+                Console.status("warning: '\(routers)' also holds LoRA adapters, which are not applied here; "
+                               + "`qtale merge-lora --model M --routers \(routers) -o merged.safetensors` folds them "
+                               + "into the model (with the routers), then pass only -m merged.safetensors")
+            }
+            return (set, routers)
         }
         if let randomRouters {
             return (try RouterSet.random(configuration: configuration, dModel: c.dModel, layers: c.nLayers, seed: randomRouters),

@@ -45,11 +45,12 @@ final class TrainRoutersCLITests: XCTestCase {
         XCTAssertEqual(file.tensors["lora.2.v.b"]?.shape, [32, 4])
         XCTAssertNotNil(file.tensors["router.1.w1"])
 
-        // The router file loads in generate (its LoRA tensors are ignored there).
+        // The router file loads in generate, which says that it does not apply the LoRA tensors.
         let generated = try CLI.run(["generate", "-m", model, "--routers", routers, "-p", "hi", "--max-tokens", "4",
                                      "--temperature", "0", "--threads", "1"])
         XCTAssertEqual(generated.status, 0, generated.summary)
         XCTAssertTrue(generated.stderr.contains("execution ratio"), generated.summary)
+        XCTAssertTrue(generated.stderr.contains("LoRA adapters, which are not applied"), generated.summary)
 
         // Resume continues to the end of a longer run from the checkpoint.
         let resumed = try train(routers, maxSteps: 4, extra: ["--lora-rank", "4", "--lora-alpha", "8", "--lora-dropout", "0.1",
@@ -86,6 +87,7 @@ final class TrainRoutersCLITests: XCTestCase {
         let generated = try CLI.run(["generate", "-m", model, "--routers", routers, "-p", "hi", "--max-tokens", "2",
                                      "--temperature", "0", "--threads", "1"])
         XCTAssertEqual(generated.status, 0, generated.summary)
+        XCTAssertFalse(generated.stderr.contains("LoRA"), "no LoRA warning without adapters: \(generated.summary)")
         try CLI.expectFailure(["merge-lora", "-m", model, "--routers", routers, "-o", routers + ".merged"], status: 1,
                               stderrContains: ["holds no LoRA adapters", "--lora-rank"])
     }

@@ -68,7 +68,7 @@ def routing_args(routers, theta):
 
 def evaluate(a, key, model, routers=None, theta=0.5):
     row = {"tasks": {}}
-    tokens = flops_actual = flops_dense = executed = 0.0
+    flops_actual = flops_dense = executed = 0.0
     for task, rel in TASKS:
         r = cached_json(os.path.join(a.work, f"{key}.{task}.n{a.limit or 'all'}.eval.json"),
                         [QTALE, "eval", "-m", model, "--task", task, "--data", os.path.join(DATA, rel),
@@ -77,12 +77,12 @@ def evaluate(a, key, model, routers=None, theta=0.5):
         res = r["results"][task]
         row["tasks"][task] = {"acc": res["acc"], "acc_norm": res["acc_norm"], "n": res["n"]}
         e = r.get("execution")
-        if e:  # pool over tasks by FLOPs (the ratio is per token and block; weight it by dense FLOPs)
+        if e:  # pool the per-task ratios weighted by dense FLOPs, which grow with the tokens run
             flops_actual += e["flops_actual"]; flops_dense += e["flops_dense"]
-            executed += e["execution_ratio"] * e["flops_dense"]; tokens += e["flops_dense"]
+            executed += e["execution_ratio"] * e["flops_dense"]
     row["acc_mean"] = statistics.mean(t["acc"] for t in row["tasks"].values())
     row["acc_norm_mean"] = statistics.mean(t["acc_norm"] for t in row["tasks"].values())
-    row["execution_ratio"] = executed / tokens if tokens else 1.0
+    row["execution_ratio"] = executed / flops_dense if flops_dense else 1.0
     row["flops_ratio"] = flops_actual / flops_dense if flops_dense else 1.0
     row["bytes"] = os.path.getsize(model) + (os.path.getsize(routers) if routers else 0)
     row["decode_tok_s"] = decode_speed(a, key, model, routers, theta)
@@ -216,11 +216,12 @@ def main():
     def ensure_routers(kind):
         if not os.path.exists(routers[kind]):
             run(["bash", os.path.join(ROOT, "bench", "train_routers.sh"), a.routers_dir, str(a.router_examples)])
-    for method in a.methods:
-        for fmt in a.formats:
-            if not os.path.exists(os.path.join(a.quant_dir, f"{method}-{fmt}.safetensors")):
-                run([sys.executable, os.path.join(ROOT, "bench", "quantization.py"), "--methods", method,
-                     "--formats", fmt, "--work", a.quant_dir, "--threads", str(a.threads)])
+    quantized = [(m, f, os.path.join(a.quant_dir, f"{m}-{f}.safetensors")) for m in a.methods for f in a.formats]
+    for method, fmt, model in quantized:
+        if not os.path.exists(model):
+            run([sys.executable, os.path.join(ROOT, "bench", "quantization.py"), "--methods", method,
+                 "--formats", fmt, "--work", a.quant_dir, "--threads", str(a.threads)])
+    quantized = [(f"{m}-{f}", model) for m, f, model in quantized]
     calib = calibration_sets(a)
     model_file = run([QTALE, "info", a.model], capture_output=True, text=True).stdout.split()[1]
 
@@ -235,9 +236,15 @@ def main():
         print(f"{name}: mean acc {row['acc_mean'] * 100:.2f}, ratio {row['execution_ratio']:.3f}, "
               f"{row['decode_tok_s']:.1f} tok/s", file=sys.stderr, flush=True)
 
+    def record_calibrated(name, kind, work_key, key, model, which):
+        c = calibrate(a, work_key, model, routers[which], calib)
+        theta = c["threshold"]
+        record(name, kind, evaluate(a, work_key, model, routers[which], theta),
+               theta=theta, label=key, calibration={"threshold": theta, "dense_acc": c["dense"]["acc"],
+                                                    "acc": c["point"]["acc"], "execution_ratio": c["point"]["execution_ratio"]})
+
     if "float" in a.kinds:
         record("float", "float", evaluate(a, "float", model_file))
-    quantized = [(f"{m}-{f}", os.path.join(a.quant_dir, f"{m}-{f}.safetensors")) for m in a.methods for f in a.formats]
     for key, model in quantized if "quant" in a.kinds else []:
         record(key, "quant", evaluate(a, key, model))
     if "dllm" in a.kinds:
@@ -247,11 +254,7 @@ def main():
     if "qtale" in a.kinds:
         ensure_routers("qtale")
     for key, model in quantized if "qtale" in a.kinds else []:
-        c = calibrate(a, f"qtale-{key}", model, routers["qtale"], calib)
-        theta = c["threshold"]
-        record(f"QTALE + {key}", "qtale", evaluate(a, f"qtale-{key}", model, routers["qtale"], theta),
-               theta=theta, label=key, calibration={"threshold": theta, "dense_acc": c["dense"]["acc"],
-                                                    "acc": c["point"]["acc"], "execution_ratio": c["point"]["execution_ratio"]})
+        record_calibrated(f"QTALE + {key}", "qtale", f"qtale-{key}", key, model, "qtale")
     # Ablations that separate the two halves of QTALE: its routers at D-LLM's θ, and D-LLM's routers with
     # QTALE's θ calibration (the latter only for --ablation-formats: each calibration costs several evals).
     for key, model in quantized if "qtale-0.5" in a.kinds else []:
@@ -260,10 +263,7 @@ def main():
     for key, model in quantized if "dllm-calibrated" in a.kinds else []:
         if key.split("-")[-1] not in a.ablation_formats:
             continue
-        c = calibrate(a, f"dllmcal-{key}", model, routers["dllm"], calib)
-        theta = c["threshold"]
-        record(f"D-LLM routers + {key}, calibrated θ", "dllm-calibrated",
-               evaluate(a, f"dllmcal-{key}", model, routers["dllm"], theta), theta=theta, label=key)
+        record_calibrated(f"D-LLM routers + {key}, calibrated θ", "dllm-calibrated", f"dllmcal-{key}", key, model, "dllm")
     svg_plot(rows, a.plot)
     print(table(rows))
 

@@ -86,7 +86,7 @@ public struct RouterSet: Sendable, Equatable {
     static func present(in file: SafetensorsFile) -> Bool { file.metadata["qtale.routers.hidden"] != nil }
 
     /// Reads the routers stored in `file`, alone or next to a model's tensors.
-    static func read(from file: SafetensorsFile, dModel: Int, layers: Int) throws -> RouterSet {
+    public static func read(from file: SafetensorsFile, dModel: Int, layers: Int) throws -> RouterSet {
         let path = file.file.path
         func meta(_ key: String) throws -> Int {
             guard let text = file.metadata["qtale.routers.\(key)"], let value = Int(text) else {

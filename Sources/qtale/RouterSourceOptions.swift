@@ -38,9 +38,10 @@ struct RouterSourceOptions: ParsableArguments {
     func load(for model: LoadedModel) throws -> (routers: RouterSet, source: String) {
         let c = model.configuration
         if let routers {
-            let set = try RouterSet.load(path: routers, dModel: c.dModel, layers: c.nLayers)
+            let file = try SafetensorsFile(path: routers)
+            let set = try RouterSet.read(from: file, dModel: c.dModel, layers: c.nLayers)
             // Routers trained with LoRA expect the adapted q, k and v; inference reads only the routers.
-            if LoRASet.present(in: try SafetensorsFile(path: routers)) {
+            if LoRASet.present(in: file) {
                 Console.status("warning: '\(routers)' also holds LoRA adapters, which are not applied here; "
                                + "`qtale merge-lora --model M --routers \(routers) -o merged.safetensors` folds them "
                                + "into the model (with the routers), then pass only -m merged.safetensors")

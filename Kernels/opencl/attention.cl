@@ -59,7 +59,9 @@ inline float qtale_hmax16(const float16 v) {
 
 QTALE_KERNEL void attention(__global const float *query, __global const float *keys, __global const float *values,
                             __global const int *queryPositions, __global const int *keyPositions,
-                            __global float *output, const KernelParameters params) {
+                            __global float *output, const KernelParameters params,
+                            QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     if (get_local_id(0) != 0) return;
     const int S = QTALE_P(1), heads = QTALE_P(2), kvHeads = QTALE_P(3), headDim = QTALE_P(4);
     const int keyPositionsOffset = QTALE_P(12);
@@ -134,7 +136,9 @@ QTALE_KERNEL void attention(__global const float *query, __global const float *k
 
 QTALE_KERNEL void attention(__global const float *query, __global const float *keys, __global const float *values,
                             __global const int *queryPositions, __global const int *keyPositions,
-                            __global float *output, const KernelParameters params) {
+                            __global float *output, const KernelParameters params,
+                            QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int S = QTALE_P(1), heads = QTALE_P(2), kvHeads = QTALE_P(3), headDim = QTALE_P(4);
     const int keyPositionsOffset = QTALE_P(12);
     const int h = (int)get_group_id(0);

@@ -11,8 +11,9 @@
  *                             work-items on one core: kernels then give a work-item more work and
  *                             skip barriers (see matmul.cl, attention.cl)
  *
- * Parameters: sixteen 32-bit words, one struct argument after the buffers (KernelParameters in
- * Sources/QTaleKernels/KernelLaunch.swift). Offsets and row strides are in elements.
+ * Arguments: the buffers in binding order; the parameters, sixteen 32-bit words as one struct argument
+ * (KernelParameters in Sources/QTaleKernels/KernelLaunch.swift; offsets and row strides are in
+ * elements); then the predicate flag (below).
  */
 #ifndef QTALE_OPENCL_COMMON_H
 #define QTALE_OPENCL_COMMON_H
@@ -32,6 +33,20 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PF(i) as_float(params.w[(i)])
 
 #define QTALE_KERNEL __kernel __attribute__((reqd_work_group_size(QTALE_WG, 1, 1)))
+
+/*
+ * Predication (ComputeEngine.encodePredicated): every kernel's last two arguments name an int32 flag,
+ * a buffer and an element index, and the kernel does nothing when the flag is zero. That is how a
+ * decision made on the device (router_decision) skips a block without a round trip to the host:
+ * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
+ * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
+ * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
+ * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
+ * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ */
+#define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
+#define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
+#define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
 
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {

@@ -14,7 +14,9 @@
 #include "opencl/common.h"
 
 QTALE_KERNEL void swiglu(__global const float *gate, __global const float *up, __global float *output,
-                         const KernelParameters params) {
+                         const KernelParameters params,
+                         QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const size_t r = get_group_id(1);
     if (c >= QTALE_P(1)) return;
@@ -24,7 +26,9 @@ QTALE_KERNEL void swiglu(__global const float *gate, __global const float *up, _
 }
 
 QTALE_KERNEL void add(__global const float *a, __global const float *b, __global float *output,
-                      const KernelParameters params) {
+                      const KernelParameters params,
+                      QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const size_t r = get_group_id(1);
     if (c >= QTALE_P(1)) return;
@@ -32,7 +36,9 @@ QTALE_KERNEL void add(__global const float *a, __global const float *b, __global
         a[QTALE_P(2) + r * (size_t)QTALE_P(3) + c] + b[QTALE_P(4) + r * (size_t)QTALE_P(5) + c];
 }
 
-QTALE_KERNEL void copy(__global const uint *source, __global uint *destination, const KernelParameters params) {
+QTALE_KERNEL void copy(__global const uint *source, __global uint *destination, const KernelParameters params,
+                       QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const size_t r = get_group_id(1);
     if (c >= QTALE_P(1)) return;

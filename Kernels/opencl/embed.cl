@@ -14,7 +14,9 @@
 #pragma OPENCL FP_CONTRACT OFF
 
 QTALE_KERNEL void embed(__global const uchar *codes, __global const half *scales, __global const half *offsets,
-                        __global const int *tokens, __global float *output, const KernelParameters params) {
+                        __global const int *tokens, __global float *output, const KernelParameters params,
+                        QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int bits = QTALE_P(0), groupSize = QTALE_P(1), columns = QTALE_P(2);
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const int t = (int)get_group_id(1);

@@ -1,6 +1,7 @@
 /*
- * The ops gated layer skip adds: the router's dense linear layer and SiLU (Op.linear, Op.silu), and the
- * row compaction around a block that only some tokens execute (Op.gatherRows, Op.scatterRows).
+ * The ops gated layer skip adds: the router's dense linear layer and SiLU (Op.linear, Op.silu), the
+ * row compaction around a block that only some tokens execute (Op.gatherRows, Op.scatterRows), and the
+ * decision itself when the device makes it (Op.routerDecision).
  *
  * linear
  *   Bindings: 0 input [T x K], 1 weight [N x K] (float32), 2 bias [1 x N] (bound to input when absent), 3 output [T x N]
@@ -16,12 +17,20 @@
  *   Parameters: 0 M, 1 columns, 2 sourceOffset, 3 sourceStride, 4 indicesOffset, 5 outputOffset,
  *               6 outputStride, 7 direction (0: output[m] = source[indices[m]], 1: output[indices[m]] = source[m])
  *   Work-groups: (ceil(columns / QTALE_WG), M, 1).
- * Must match Reference+Matmul.swift (linear, NMSE 1e-11) and ReferenceEngine.encode (silu; rows exactly).
+ * router_decision
+ *   Bindings: 0 logits [T x 2] (skip, execute), 1 decisions (int32 [1 x T])
+ *   Parameters: 0 T, 1 logitsOffset, 2 logitsStride, 3 decisionsOffset, 4 margin (float: log(theta / (1 - theta)),
+ *               +-inf at the ends; RouterDecisionRule.swift)
+ *   Work-groups: (ceil(T / QTALE_WG), 1, 1); work-item t writes decisions[t] = execute - skip > margin.
+ * Must match Reference+Matmul.swift (linear, NMSE 1e-11) and ReferenceEngine.encode (silu; rows and
+ * decisions exactly).
  */
 #include "opencl/common.h"
 
 QTALE_KERNEL void linear(__global const float *input, __global const float *weight, __global const float *bias,
-                         __global float *output, const KernelParameters params) {
+                         __global float *output, const KernelParameters params,
+                         QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int n = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const size_t t = get_group_id(1);
     if (n >= QTALE_P(2)) return;
@@ -33,7 +42,9 @@ QTALE_KERNEL void linear(__global const float *input, __global const float *weig
     output[QTALE_P(8) + t * (size_t)QTALE_P(9) + n] = sum;
 }
 
-QTALE_KERNEL void silu(__global const float *input, __global float *output, const KernelParameters params) {
+QTALE_KERNEL void silu(__global const float *input, __global float *output, const KernelParameters params,
+                       QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const size_t r = get_group_id(1);
     if (c >= QTALE_P(1)) return;
@@ -42,7 +53,9 @@ QTALE_KERNEL void silu(__global const float *input, __global float *output, cons
 }
 
 QTALE_KERNEL void move_rows(__global const uint *source, __global const int *indices, __global uint *output,
-                            const KernelParameters params) {
+                            const KernelParameters params,
+                            QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const int m = (int)get_group_id(1);
     if (c >= QTALE_P(1)) return;
@@ -50,4 +63,13 @@ QTALE_KERNEL void move_rows(__global const uint *source, __global const int *ind
     const size_t from = QTALE_P(7) == 0 ? (size_t)index : (size_t)m;
     const size_t to = QTALE_P(7) == 0 ? (size_t)m : (size_t)index;
     output[QTALE_P(5) + to * (size_t)QTALE_P(6) + c] = source[QTALE_P(2) + from * (size_t)QTALE_P(3) + c];
+}
+
+QTALE_KERNEL void router_decision(__global const float *logits, __global int *decisions, const KernelParameters params,
+                                  QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
+    const int t = (int)get_global_id(0);
+    if (t >= QTALE_P(0)) return;
+    const __global float *row = logits + QTALE_P(1) + t * (size_t)QTALE_P(2);
+    decisions[QTALE_P(3) + t] = row[1] - row[0] > QTALE_PF(4) ? 1 : 0;
 }

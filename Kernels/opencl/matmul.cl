@@ -231,8 +231,12 @@ QTALE_INLINE float qtale_row_dot_sums(const __global float *x, const __global uc
 }
 
 QTALE_KERNEL void matmul_vec(__global const float *input, __global const uchar *codes, __global const half *scales,
-                             __global const half *offsets, __global float *output, const KernelParameters params) {
-    const int bits = QTALE_P(0), groupSize = QTALE_P(1), K = QTALE_P(2), N = QTALE_P(3), groups = QTALE_P(5);
+                             __global const half *offsets, __global float *output, const KernelParameters params,
+                             QTALE_PREDICATE_ARGUMENTS) {
+    const int bits = QTALE_P(0), groupSize = QTALE_P(1), K = QTALE_P(2), groups = QTALE_P(5);
+    /* A clear predicate leaves no row to compute rather than returning: every work-item must reach the
+       barriers (common.h). */
+    const int N = QTALE_PREDICATE_HOLDS ? QTALE_P(3) : 0;
     const int lid = (int)get_local_id(0);
     const int lane = lid % QTALE_MATVEC_LANES, r = lid / QTALE_MATVEC_LANES;
     const int n = (int)get_group_id(0) * QTALE_MATVEC_ROWS + r;
@@ -241,7 +245,7 @@ QTALE_KERNEL void matmul_vec(__global const float *input, __global const uchar *
 
     /* x summed over each group, once for all the rows of the work-group. */
     __local float sx[QTALE_MAX_GROUPS];
-    const bool useSums = groups <= QTALE_MAX_GROUPS;
+    const bool useSums = N > 0 && groups <= QTALE_MAX_GROUPS;
     if (useSums) {
         for (int g = lid; g < groups; g += QTALE_WG) {
             const int start = g * groupSize, end = min(K, start + groupSize);
@@ -340,7 +344,9 @@ QTALE_INLINE void qtale_tile(const __global float *input, const __global uchar *
 }
 
 QTALE_KERNEL void matmul_mat(__global const float *input, __global const uchar *codes, __global const half *scales,
-                             __global const half *offsets, __global float *output, const KernelParameters params) {
+                             __global const half *offsets, __global float *output, const KernelParameters params,
+                             QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int bits = QTALE_P(0), N = QTALE_P(3);
     const int n = (int)get_group_id(0) * QTALE_TILE_ROWS + (int)get_local_id(0);
     const int t0 = (int)get_group_id(1) * QTALE_TILE_TOKENS;

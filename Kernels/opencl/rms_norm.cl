@@ -13,8 +13,11 @@
 #include "opencl/common.h"
 
 QTALE_KERNEL void rms_norm(__global const float *input, __global const float *weight, __global float *output,
-                           const KernelParameters params) {
-    const int columns = QTALE_P(0);
+                           const KernelParameters params,
+                           QTALE_PREDICATE_ARGUMENTS) {
+    /* A clear predicate empties the row rather than returning: every work-item must reach the barriers
+       (common.h). */
+    const int columns = QTALE_PREDICATE_HOLDS ? QTALE_P(0) : 0;
     const int lid = (int)get_local_id(0);
     const size_t row = get_group_id(0);
     const __global float *x = input + QTALE_P(1) + row * (size_t)QTALE_P(2);

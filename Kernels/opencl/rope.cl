@@ -28,7 +28,8 @@ typedef double qtale_real;
 typedef float qtale_real;
 #endif
 
-QTALE_KERNEL void rope(__global float *data, __global const int *positions, const KernelParameters params) {
+QTALE_KERNEL void rope(__global float *data, __global const int *positions, const KernelParameters params,
+                       QTALE_PREDICATE_ARGUMENTS) {
     const int headDim = QTALE_P(2), ropeDims = QTALE_P(3);
     const int pairs = ropeDims / 2;
     const int heads = QTALE_P(1) / headDim;
@@ -36,12 +37,12 @@ QTALE_KERNEL void rope(__global float *data, __global const int *positions, cons
     const int i = (int)get_group_id(0) * QTALE_WG + lid;
     const size_t t = get_group_id(1);
 
-    /* No early returns around the barrier: PoCL mis-handles work-items that leave before a loop in a
-       kernel with barriers. */
+    /* No early returns around the barrier (the predicate included): PoCL mis-handles work-items that
+       leave before a loop in a kernel with barriers. */
     __local qtale_real sharedRatio;
     if (lid == 0) sharedRatio = pow((qtale_real)QTALE_PF(7), (qtale_real)-2.0 / (qtale_real)ropeDims);
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (i < pairs) {
+    if (i < pairs && QTALE_PREDICATE_HOLDS) {
         qtale_real theta = 1.0, power = sharedRatio;
         for (int e = i; e != 0; e >>= 1) {
             if (e & 1) theta *= power;

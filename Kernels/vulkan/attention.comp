@@ -33,6 +33,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "quant_layout.h"
+#include "vulkan/texel_slice.h"
 
 layout(constant_id = 0) const uint QTALE_WG = 64;
 layout(constant_id = 1) const int TEAM = 8;
@@ -60,13 +61,7 @@ shared vec4 teamAcc[TEAM * DIM4];
 
 /* Channels 4i .. 4i+3 of the vector starting at element `first` (channels past headDim are not
  * masked here). Unaligned: assembled from two texels, the second clamped into the buffer. */
-vec4 slice(samplerBuffer b, int first, int i) {
-    int e = first + 4 * i;
-    if (ALIGNED) return texelFetch(b, e >> 2);
-    int t = e >> 2, shift = e & 3;
-    vec4 a = texelFetch(b, t), c = texelFetch(b, min(t + 1, textureSize(b) - 1));
-    return shift == 0 ? a : shift == 1 ? vec4(a.yzw, c.x) : shift == 2 ? vec4(a.zw, c.xy) : vec4(a.w, c.xyz);
-}
+vec4 slice(samplerBuffer b, int first, int i) { return qtale_slice(b, first + 4 * i, ALIGNED); }
 
 void main() {
     int h = int(gl_WorkGroupID.x), t = int(gl_WorkGroupID.y);

@@ -18,6 +18,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "quant_layout.h"
+#include "vulkan/texel_slice.h"
 
 layout(constant_id = 0) const uint QTALE_WG = 64;
 layout(constant_id = 1) const int TEAM = 8;
@@ -35,13 +36,7 @@ layout(push_constant) uniform Parameters {
 
 shared float partial[TEAM];
 
-/* Elements e .. e+3 of a buffer. */
-vec4 slice(samplerBuffer b, int e) {
-    if (ALIGNED) return texelFetch(b, e >> 2);
-    int t = e >> 2, shift = e & 3;
-    vec4 x = texelFetch(b, t), y = texelFetch(b, min(t + 1, textureSize(b) - 1));
-    return shift == 0 ? x : shift == 1 ? vec4(x.yzw, y.x) : shift == 2 ? vec4(x.zw, y.xy) : vec4(x.w, y.xyz);
-}
+vec4 slice(samplerBuffer b, int e) { return qtale_slice(b, e, ALIGNED); }
 
 /* Zero for the columns of slice i at or past the row's end. */
 vec4 clip(vec4 v, int c) {

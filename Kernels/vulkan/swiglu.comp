@@ -15,6 +15,7 @@
 #version 450
 #extension GL_GOOGLE_include_directive : require
 #include "quant_layout.h"
+#include "vulkan/texel_slice.h"
 
 layout(constant_id = 0) const uint QTALE_WG = 64;
 layout(constant_id = 1) const uint QUADS = 16;
@@ -29,13 +30,7 @@ layout(push_constant) uniform Parameters {
     int rows, columns, aOffset, aStride, bOffset, bStride, outputOffset, outputStride;
 } p;
 
-/* Elements e .. e+3 of a buffer. */
-vec4 slice(samplerBuffer b, int e) {
-    if (ALIGNED) return texelFetch(b, e >> 2);
-    int t = e >> 2, shift = e & 3;
-    vec4 x = texelFetch(b, t), y = texelFetch(b, min(t + 1, textureSize(b) - 1));
-    return shift == 0 ? x : shift == 1 ? vec4(x.yzw, y.x) : shift == 2 ? vec4(x.zw, y.xy) : vec4(x.w, y.xyz);
-}
+vec4 slice(samplerBuffer b, int e) { return qtale_slice(b, e, ALIGNED); }
 
 void main() {
     int c = int(gl_WorkGroupID.x * QTALE_WG + 4u * gl_LocalInvocationID.x), r = int(gl_WorkGroupID.y);

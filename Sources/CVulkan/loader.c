@@ -57,6 +57,7 @@ const char *qtale_vulkan_load_instance(const QTaleVulkanGlobal *global, VkInstan
     LOAD_INSTANCE(GetPhysicalDeviceQueueFamilyProperties);
     LOAD_INSTANCE(GetPhysicalDeviceMemoryProperties);
     LOAD_INSTANCE(GetPhysicalDeviceFormatProperties);
+    LOAD_INSTANCE(EnumerateDeviceExtensionProperties);
     LOAD_INSTANCE(CreateDevice);
     LOAD_INSTANCE(GetDeviceProcAddr);
     return NULL;
@@ -119,5 +120,10 @@ const char *qtale_vulkan_load_device(const QTaleVulkanInstance *instance, VkDevi
     LOAD_DEVICE(CmdResetQueryPool);
     LOAD_DEVICE(CmdWriteTimestamp);
     LOAD_DEVICE(GetQueryPoolResults);
+    /* Optional: present only when the device enabled VK_EXT_conditional_rendering. */
+    out->CmdBeginConditionalRenderingEXT =
+        (PFN_vkCmdBeginConditionalRenderingEXT)instance->GetDeviceProcAddr(device, "vkCmdBeginConditionalRenderingEXT");
+    out->CmdEndConditionalRenderingEXT =
+        (PFN_vkCmdEndConditionalRenderingEXT)instance->GetDeviceProcAddr(device, "vkCmdEndConditionalRenderingEXT");
     return NULL;
 }

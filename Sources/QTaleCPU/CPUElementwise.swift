@@ -57,4 +57,14 @@ extension CPUEngine {
                                                                byteCount: source.columns * bytes)
         }
     }
+
+    /// `decisions[t] = 1` iff the token's router logits clear the threshold's margin (``RouterDecisionRule``).
+    func routerDecision(logits: TensorView, threshold: Float, decisions: TensorView, slice: WorkSlice) {
+        let l = store.pointer(logits, as: Float.self), d = store.pointer(decisions, as: Int32.self)
+        let margin = RouterDecisionRule.margin(threshold: threshold)
+        for t in slice.range(of: logits.rows) {
+            let row = l + t * logits.rowStride
+            d[t] = RouterDecisionRule.executes(skip: row[0], execute: row[1], margin: margin) ? 1 : 0
+        }
+    }
 }

@@ -116,6 +116,7 @@ public final class CPUEngine: ComputeEngine {
             }
         case let .silu(input, _): work = input.rows * input.columns
         case let .gatherRows(source, indices, _), let .scatterRows(source, indices, _): work = indices.columns * source.columns
+        case .routerDecision: return 1
         }
         return min(threads, max(1, work / 16384))
     }
@@ -147,6 +148,8 @@ public final class CPUEngine: ComputeEngine {
             moveRows(source: source, indices: indices, output: output, gather: true, slice: slice)
         case let .scatterRows(source, indices, output):
             moveRows(source: source, indices: indices, output: output, gather: false, slice: slice)
+        case let .routerDecision(logits, threshold, decisions):
+            routerDecision(logits: logits, threshold: threshold, decisions: decisions, slice: slice)
         }
     }
 }

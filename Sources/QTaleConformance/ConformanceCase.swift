@@ -85,6 +85,12 @@ public struct CaseBuilder {
         outputs.append(GuardedOutput(view: view, totalFloats: values.count))
         return view
     }
+
+    /// A guarded int32 output `[1 × count]` that starts as random bits, so every element must be written.
+    public mutating func integerOutput(_ count: Int) throws -> TensorView {
+        let floats = try output(1, count, initialRange: -1...1)
+        return TensorView(buffer: floats.buffer, type: .int32, rows: 1, columns: count, rowStride: count, byteOffset: floats.byteOffset)
+    }
 }
 
 struct GuardedOutput {

@@ -8,7 +8,8 @@ public enum ConformanceCatalog {
     /// The ops of the dense forward pass.
     public static var core: [ConformanceCase] { embed + rmsNorm + matmul + rope + attention + elementwise }
 
-    /// The ops gated layer skip adds: the router's dense linear and SiLU, and row gather/scatter.
+    /// The ops gated layer skip adds: the router's dense linear and SiLU, row gather/scatter, and the
+    /// device-side decision.
     public static var layerSkip: [ConformanceCase] {
         let linear = [(1, 576, 512, true), (7, 33, 2, true), (3, 512, 2, false)].map { t, k, n, withBias in
             ConformanceCase(op: "linear", parameters: "T=\(t) K=\(k) N=\(n)\(withBias ? "" : ", no bias")", maxNMSE: 1e-11) { b in
@@ -36,7 +37,13 @@ public enum ConformanceCatalog {
                 },
             ]
         }
-        return linear + silu + rows
+        // Logits spread over ±6 put decisions on both sides of every threshold; θ 0 and 1 are the ends.
+        let decisions = [(1, 0.5), (7, 0.2), (40, 0.9), (5, 0), (5, 1)].map { (t: Int, threshold: Float) in
+            ConformanceCase(op: "router_decision", parameters: "T=\(t) θ=\(threshold)", maxNMSE: 0) { b in
+                .routerDecision(logits: try b.input(t, 2, range: -6...6), threshold: threshold, decisions: try b.integerOutput(t))
+            }
+        }
+        return linear + silu + rows + decisions
     }
 
     static var embed: [ConformanceCase] {

@@ -30,6 +30,26 @@ public protocol ComputeEngine: AnyObject {
     func encode(_ op: Op) throws
     /// Blocks until all recorded work has finished.
     func synchronize() throws
+
+    /// Records the ops `body` encodes so that they run only if the int32 at `flag` (a one-element view)
+    /// is nonzero when the engine reaches them. This is how a decision made on the device
+    /// (``Op/routerDecision``) skips a block without the host waiting for it.
+    ///
+    /// `body` may only encode ops (no reads, writes or synchronisation), and regions do not nest.
+    /// The default, ``encodePredicatedOnHost(on:_:)``, reads the flag and runs `body` if it is set:
+    /// correct everywhere, and as fast as it gets where reads cost nothing (the CPU). GPU engines
+    /// predicate on the device instead: OpenCL kernels take the flag as an argument, Vulkan records
+    /// the region under conditional rendering.
+    func encodePredicated(on flag: TensorView, _ body: () throws -> Void) throws
+
+    /// Whether routed decode should let the engine decide (`RouterDecisionSite.device`: a decision op and
+    /// predicated regions) rather than read router logits back per block. The default is true: with the
+    /// host-read predication both cost one round trip per block, and on the CPU engine deciding on the
+    /// engine measured equal or a few percent faster. GPU engines say true on GPUs, where a round trip
+    /// drains the queue, and false on CPU devices (PoCL, llvmpipe), where the round trip is cheap and
+    /// launching the skipped kernels is not. Measure with
+    /// `qtale bench generate --routers F --router-decisions host device` (bench/router_decisions.sh).
+    var prefersDevicePredication: Bool { get }
 }
 
 extension ComputeEngine {
@@ -62,6 +82,20 @@ extension ComputeEngine {
         keepAlive += [codes, scales, offsets]
         return QuantizedMatrix(format: matrix.format, rows: matrix.rows, columns: matrix.columns,
                                codes: codes.handle, scales: scales.handle, offsets: offsets.handle)
+    }
+
+    public func encodePredicated(on flag: TensorView, _ body: () throws -> Void) throws {
+        try encodePredicatedOnHost(on: flag, body)
+    }
+
+    public var prefersDevicePredication: Bool { true }
+
+    /// Predication decided by the host: waits for recorded work, reads the flag, runs `body` if it is nonzero.
+    public func encodePredicatedOnHost(on flag: TensorView, _ body: () throws -> Void) throws {
+        precondition(flag.type == .int32 && flag.elementCount == 1, "a predicate is one int32")
+        var value: Int32 = 0
+        try withUnsafeMutableBytes(of: &value) { try read(flag.buffer, byteOffset: flag.byteOffset, into: $0) }
+        if value != 0 { try body() }
     }
 
     /// Validates `op`, then encodes it.

@@ -58,6 +58,12 @@ public enum Op: Sendable, CustomStringConvertible {
     /// `indices`: int32 `[1 × M]`, distinct; `source`: `[M × C]`.
     case scatterRows(source: TensorView, indices: TensorView, output: TensorView)
 
+    /// Layer-skip decisions from router logits: `decisions[t] = 1` iff `p_exec > threshold`, else `0`, where
+    /// `p_exec = softmax(logits[t])[1]`. `logits`: `[T × 2]` (skip, execute); `decisions`: int32 `[1 × T]`.
+    /// Engines compare the logit difference with ``RouterDecisionRule/margin(threshold:)``, so every engine
+    /// and the host decide alike without an exponential.
+    case routerDecision(logits: TensorView, threshold: Float, decisions: TensorView)
+
     /// The op's name in kernel naming (snake_case), used by logs, benchmarks and the conformance suite.
     public var name: String {
         switch self {
@@ -73,6 +79,7 @@ public enum Op: Sendable, CustomStringConvertible {
         case .silu: "silu"
         case .gatherRows: "gather_rows"
         case .scatterRows: "scatter_rows"
+        case .routerDecision: "router_decision"
         }
     }
 
@@ -91,6 +98,7 @@ public enum Op: Sendable, CustomStringConvertible {
         case let .silu(input, _): "silu(\(input.rows)×\(input.columns))"
         case let .gatherRows(source, indices, _): "gather_rows(\(indices.columns) of \(source.rows)×\(source.columns))"
         case let .scatterRows(source, _, output): "scatter_rows(\(source.rows) into \(output.rows)×\(output.columns))"
+        case let .routerDecision(logits, threshold, _): "router_decision(T=\(logits.rows), θ \(threshold))"
         }
     }
 }
@@ -115,6 +123,7 @@ extension Op {
         case let .silu(input, _): body(input)
         case let .gatherRows(source, indices, _): body(source); body(indices)
         case let .scatterRows(source, indices, _): body(source); body(indices)
+        case let .routerDecision(logits, _, _): body(logits)
         }
     }
 
@@ -127,6 +136,7 @@ extension Op {
             body(output)
         case let .rope(data, _, _, _, _): body(data)
         case let .copy(_, destination): body(destination)
+        case let .routerDecision(_, _, decisions): body(decisions)
         }
     }
 }

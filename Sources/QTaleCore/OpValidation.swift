@@ -69,6 +69,11 @@ public enum OpValidation {
             try require(indices.type == .int32 && indices.rows == 1, "indices must be int32 [1 × M]")
             try require(source.type == output.type, "types differ")
             try require(source.rows == indices.columns && output.columns == source.columns, "source must be [\(indices.columns) × \(output.columns)]")
+        case let .routerDecision(logits, threshold, decisions):
+            try float(logits)
+            try require(logits.columns == 2, "logits must be [T × 2] (skip, execute)")
+            try positions(decisions, count: logits.rows)
+            try require(!threshold.isNaN, "threshold must be a number")
         }
     }
 }

@@ -15,6 +15,7 @@ public enum KernelName: String, CaseIterable, Sendable {
     case silu
     /// Row gather and scatter (`Op.gatherRows`, `Op.scatterRows`): one kernel, a direction parameter.
     case moveRows = "move_rows"
+    case routerDecision = "router_decision"
 
     private static let order = allCases
 
@@ -26,7 +27,7 @@ public enum KernelName: String, CaseIterable, Sendable {
         switch self {
         case .embed, .matmulVector, .matmulMatrix: 5
         case .rmsNorm, .swiGLU, .add, .moveRows: 3
-        case .rope, .copy, .silu: 2
+        case .rope, .copy, .silu, .routerDecision: 2
         case .attention: 6
         case .linear: 4
         }

@@ -110,6 +110,12 @@ public enum KernelPlanner {
             p.append(elements(indices)); p.append(elements(output)); p.append(output.rowStride); p.append(scatter ? 1 : 0)
             return KernelLaunch(kernel: .moveRows, bindings: KernelBindings(source.buffer, indices.buffer, output.buffer),
                                 parameters: p, groups: (divideRoundingUp(source.columns, workgroupSize), indices.columns, 1))
+        case let .routerDecision(logits, threshold, decisions):
+            // params: T, logitsOffset, logitsStride, decisionsOffset, margin (float, RouterDecisionRule)
+            p.append(logits.rows); p.append(elements(logits)); p.append(logits.rowStride); p.append(elements(decisions))
+            p.append(RouterDecisionRule.margin(threshold: threshold))
+            return KernelLaunch(kernel: .routerDecision, bindings: KernelBindings(logits.buffer, decisions.buffer),
+                                parameters: p, groups: (divideRoundingUp(logits.rows, workgroupSize), 1, 1))
         }
     }
 }

@@ -1,6 +1,19 @@
 import Foundation
 import QTaleCore
 
+/// Where routed decode turns router logits into decisions.
+///
+/// - `host`: the host reads each routed block's two logits back, decides, and encodes the block or
+///   not. One round trip per routed block and token.
+/// - `device`: the engine decides (``Op/routerDecision``) and runs the block's ops predicated on the
+///   flag (``ComputeEngine/encodePredicated(on:_:)``); the host reads all flags once per token, with
+///   the logits. Skipped blocks' kernels still launch on GPU engines, but read no weights.
+///
+/// Prefill always decides on the host, because compacting the executing rows needs their count.
+public enum RouterDecisionSite: String, Sendable, CaseIterable {
+    case host, device
+}
+
 /// Which blocks each token executes (method.md §1–2).
 public enum ExecutionPolicy: Sendable {
     /// Every token runs every block: the plain model.

@@ -62,7 +62,8 @@ public struct GenerationBenchmark {
         + "From the abacus to the transistor, each step made calculation cheaper. "
 
     public static func run(model: LoadedModel, threads: Int?, promptTokens: Int, decodeTokens: Int, repeats: Int,
-                           policy: ExecutionPolicy = .dense, progress: (Int) -> Void = { _ in }) throws -> Result {
+                           policy: ExecutionPolicy = .dense, routerDecisions: RouterDecisionSite? = nil,
+                           progress: (Int) -> Void = { _ in }) throws -> Result {
         guard promptTokens >= 1, decodeTokens >= 1, repeats >= 1 else {
             throw QTaleError.invalidArgument("benchmark token counts and repeats must be ≥ 1")
         }
@@ -70,6 +71,7 @@ public struct GenerationBenchmark {
         let prompt = (0..<promptTokens).map { pieces[$0 % pieces.count] }
         let session = try model.makeSession(contextLength: min(model.configuration.contextLength, promptTokens + decodeTokens + 8),
                                             maxBatch: min(512, promptTokens), policy: policy)
+        if let routerDecisions { session.routerDecisions = routerDecisions }
         var logits = [Float](repeating: 0, count: model.configuration.vocabSize)
         // Warm-up: page weights in and size the scratch space.
         _ = try session.forward(Array(prompt.prefix(16)))

@@ -3,8 +3,9 @@ import QTaleCore
 /// A LLaMA model bound to one engine: weights, KV cache and activation buffers, all on the engine.
 ///
 /// `forward` is written in the spirit of llama2.c: one straight pass of ops per block. Only token ids
-/// and positions go to the engine per pass, and only the requested logits come back; with routers, each
-/// routed block's two router logits per token come back too, because the host decides what runs.
+/// and positions go to the engine per pass, and only the requested logits come back. With routers,
+/// prefill reads each routed block's router logits back, because the host compacts the rows that
+/// execute; decode lets the engine decide (``routerDecisions``) and reads the decisions once per token.
 ///
 /// **Token-adaptive execution** (method.md §1): per block, the ``ExecutionPolicy`` picks the tokens that
 /// execute it. A skipped token's hidden state passes through unchanged and it writes no K/V for that
@@ -26,6 +27,9 @@ public final class LlamaModel {
     public private(set) var telemetry: ExecutionTelemetry
     /// Record the per-token execution map in ``telemetry`` (costs a string per token).
     public var recordsExecutionMap = false
+    /// Where routed decode decides (prefill always decides on the host). Defaults to the engine's
+    /// preference (``ComputeEngine/prefersDevicePredication``).
+    public var routerDecisions: RouterDecisionSite
 
     private let cache: KVCache
     private let activations: Activations
@@ -35,6 +39,9 @@ public final class LlamaModel {
     private var selection: [Int32]
     private var routerLogits: [Float]
     private var passMap: [[UInt8]] = []
+    /// Blocks whose decision for the current token the engine makes, and the decisions read back.
+    private var awaitingDecision: [Bool]
+    private var deviceDecisions: [Int32]
 
     public init(weights: LlamaWeights, engine: any ComputeEngine, contextLength: Int, maxBatch: Int = 128,
                 policy: ExecutionPolicy = .dense) throws {
@@ -62,6 +69,9 @@ public final class LlamaModel {
         telemetry = ExecutionTelemetry(blocks: c.nLayers)
         selection = [Int32](repeating: 0, count: self.maxBatch)
         routerLogits = [Float](repeating: 0, count: 2 * self.maxBatch)
+        routerDecisions = engine.prefersDevicePredication ? .device : .host
+        awaitingDecision = [Bool](repeating: false, count: c.nLayers)
+        deviceDecisions = [Int32](repeating: 0, count: c.nLayers)
     }
 
     /// Forgets the cached context and the telemetry.
@@ -69,6 +79,7 @@ public final class LlamaModel {
         position = 0
         cache.reset()
         telemetry = ExecutionTelemetry(blocks: configuration.nLayers)
+        for l in awaitingDecision.indices { awaitingDecision[l] = false }
     }
 
     /// Runs `tokens` at the next positions and returns the logits of the last one (`[vocabSize]`).
@@ -147,14 +158,18 @@ public final class LlamaModel {
 
         try e.encode(weights.tokenEmbedding.lookup(tokens: a.tokens.columns(0..<count), output: x))
         for l in 0..<c.nLayers {
+            if count == 1, let (router, threshold) = deviceDecidedRouter(block: l) {
+                try runDeviceDecided(l, router: router, threshold: threshold, x: x, positions: positions)
+                continue
+            }
             let executing = try selectTokens(block: l, count: count, x: x)
-            telemetry.executedPerBlock[l] += executing
-            telemetry.actualFLOPs += Double(executing) * costs.linearFLOPsPerToken
-            if executing > 0 { telemetry.actualWeightBytes += costs.blockWeightBytes }
             if recordsExecutionMap { for i in 0..<executing { passMap[Int(selection[i])][l] = 0x31 } }
             if executing == 0 { continue }
+            let slots = try cache.append(block: l, count: executing, allExecutedSoFar: executing == count,
+                                         position: position, engine: e)
+            chargeBlock(l, tokens: executing, firstSlot: slots.slots.lowerBound)
             if executing == count {
-                try runBlock(l, x: x, positions: positions, compacted: false, weights: weights.blocks[l])
+                try runBlock(l, x: x, positions: positions, slots: slots, weights: weights.blocks[l])
             } else {
                 // Compact the executing rows, run the block on them, scatter them back; the other rows pass through.
                 let indices = a.indices.columns(0..<executing)
@@ -165,7 +180,7 @@ public final class LlamaModel {
                 try e.encode(.gatherRows(source: x, indices: indices, output: compact))
                 // Positions are one int32 each: gather them as rows of a one-column view.
                 try e.encode(.gatherRows(source: positions.asColumn, indices: indices, output: compactPositions.asColumn))
-                try runBlock(l, x: compact, positions: compactPositions, compacted: true, weights: weights.blocks[l])
+                try runBlock(l, x: compact, positions: compactPositions, slots: slots, weights: weights.blocks[l])
                 try e.encode(.scatterRows(source: compact, indices: indices, output: x))
             }
         }
@@ -177,21 +192,87 @@ public final class LlamaModel {
         telemetry.denseFLOPs += Double(4 * c.nHeads * c.headDim * c.nLayers) * keysAttended
         telemetry.denseWeightBytes += c.nLayers * costs.blockWeightBytes + costs.headWeightBytes
         telemetry.actualWeightBytes += costs.headWeightBytes
-        telemetry.kvCacheBytes = cache.bytesHeld
         telemetry.denseKVCacheBytes = cache.bytesPerEntry * c.nLayers * position
+        if let logits {
+            // Generation needs only the last token's logits; scoring needs all, a chunk of rows at a time.
+            let rows = allRows ? 0..<count : (count - 1)..<count
+            var first = rows.lowerBound
+            while first < rows.upperBound {
+                let n = min(rows.upperBound - first, a.logits.rows)
+                let normed = a.normed.rows(0..<n), out = a.logits.rows(0..<n)
+                try e.encode(.rmsNorm(input: x.rows(first ..< first + n), weight: weights.outputNorm, epsilon: c.normEpsilon, output: normed))
+                try e.encode(weights.outputHead.apply(to: normed, output: out))
+                let destination = UnsafeMutableBufferPointer(rebasing: logits[(first - rows.lowerBound) * c.vocabSize ..< (first - rows.lowerBound + n) * c.vocabSize])
+                try e.read(out.buffer, byteOffset: out.byteOffset, into: UnsafeMutableRawBufferPointer(destination))
+                first += n
+            }
+        }
+        try settleDeviceDecisions()
+        telemetry.kvCacheBytes = cache.bytesHeld
         if recordsExecutionMap { telemetry.map += passMap.map { String(decoding: $0, as: UTF8.self) } }
-        guard let logits else { return }
-        // Generation needs only the last token's logits; scoring needs all, a chunk of rows at a time.
-        let rows = allRows ? 0..<count : (count - 1)..<count
-        var first = rows.lowerBound
-        while first < rows.upperBound {
-            let n = min(rows.upperBound - first, a.logits.rows)
-            let normed = a.normed.rows(0..<n), out = a.logits.rows(0..<n)
-            try e.encode(.rmsNorm(input: x.rows(first ..< first + n), weight: weights.outputNorm, epsilon: c.normEpsilon, output: normed))
-            try e.encode(weights.outputHead.apply(to: normed, output: out))
-            let destination = UnsafeMutableBufferPointer(rebasing: logits[(first - rows.lowerBound) * c.vocabSize ..< (first - rows.lowerBound + n) * c.vocabSize])
-            try e.read(out.buffer, byteOffset: out.byteOffset, into: UnsafeMutableRawBufferPointer(destination))
-            first += n
+    }
+
+    /// Counts a block that `tokens` pass rows execute, their K/V going to slots from `firstSlot` on.
+    private func chargeBlock(_ l: Int, tokens: Int, firstSlot: Int) {
+        let c = configuration
+        telemetry.executedPerBlock[l] += tokens
+        telemetry.actualFLOPs += Double(tokens) * costs.linearFLOPsPerToken
+        telemetry.actualWeightBytes += costs.blockWeightBytes
+        // Each new entry attends to the entries before it and itself (causal).
+        let keysAttended = Double(tokens) * Double(firstSlot) + Double(tokens * (tokens + 1) / 2)
+        telemetry.actualFLOPs += Double(4 * c.nHeads * c.headDim) * keysAttended
+    }
+
+    /// Counts one router scoring `tokens` rows.
+    private func chargeRouter(tokens: Int) {
+        telemetry.actualFLOPs += Double(tokens) * costs.routerFLOPsPerToken
+        telemetry.routerFLOPs += Double(tokens) * costs.routerFLOPsPerToken
+        telemetry.actualWeightBytes += costs.routerWeightBytes
+        telemetry.routerWeightBytes += costs.routerWeightBytes
+    }
+
+    // MARK: Decisions on the engine (decode)
+
+    /// The router and θ when the engine decides block `l` for the next token: routed decode with
+    /// ``routerDecisions`` `.device`, past the always-on blocks and positions.
+    private func deviceDecidedRouter(block l: Int) -> (RouterWeights.Block, Float)? {
+        guard routerDecisions == .device, case let .routed(_, threshold) = policy,
+              l >= policy.alwaysOn.blocks, position >= policy.alwaysOn.positions,
+              let router = routers?.blocks[l] else { return nil }
+        return (router, threshold)
+    }
+
+    /// Scores the router, turns its logits into a flag on the engine, and encodes block `l`
+    /// predicated on it. The token's K/V slot is reserved now and given back by
+    /// ``settleDeviceDecisions()`` if the token skipped. Key positions are spelled out from the
+    /// first such block on, since the host cannot know yet whether slots still equal positions.
+    private func runDeviceDecided(_ l: Int, router: RouterWeights.Block, threshold: Float, x: TensorView, positions: TensorView) throws {
+        let a = activations, e = engine
+        let logits = try encodeRouterLogits(router, x: x, count: 1)
+        let flag = a.decisions.columns(l ..< l + 1)
+        try e.encode(.routerDecision(logits: logits, threshold: threshold, decisions: flag))
+        chargeRouter(tokens: 1)
+        let slots = try cache.append(block: l, count: 1, allExecutedSoFar: false, position: position, engine: e)
+        try e.encodePredicated(on: flag) {
+            try runBlock(l, x: x, positions: positions, slots: slots, weights: weights.blocks[l])
+        }
+        awaitingDecision[l] = true
+    }
+
+    /// Reads the decisions the engine made this pass (one read, after the logits) and accounts for
+    /// them: telemetry for the blocks that ran, a returned K/V slot for those that did not.
+    private func settleDeviceDecisions() throws {
+        guard awaitingDecision.contains(true) else { return }
+        let flags = activations.decisions
+        try deviceDecisions.withUnsafeMutableBytes { try engine.read(flags.buffer, byteOffset: flags.byteOffset, into: $0) }
+        for l in awaitingDecision.indices where awaitingDecision[l] {
+            awaitingDecision[l] = false
+            if deviceDecisions[l] != 0 {
+                chargeBlock(l, tokens: 1, firstSlot: cache.counts[l] - 1)
+                if recordsExecutionMap { passMap[0][l] = 0x31 }
+            } else {
+                cache.retractLast(block: l)
+            }
         }
     }
 
@@ -221,39 +302,37 @@ public final class LlamaModel {
                 choose { _ in true }
                 return n
             }
-            try scoreRouter(router, x: x, count: count)
-            telemetry.actualFLOPs += Double(count) * costs.routerFLOPsPerToken
-            telemetry.routerFLOPs += Double(count) * costs.routerFLOPsPerToken
-            telemetry.actualWeightBytes += costs.routerWeightBytes
-            telemetry.routerWeightBytes += costs.routerWeightBytes
+            let out = try encodeRouterLogits(router, x: x, count: count)
+            try routerLogits.withUnsafeMutableBytes {
+                try engine.read(out.buffer, byteOffset: out.byteOffset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0 ..< 8 * count]))
+            }
+            chargeRouter(tokens: count)
+            let margin = RouterDecisionRule.margin(threshold: threshold)
             choose { t in
-                // p_exec = softmax(logits)[exec] = sigmoid(exec - skip).
-                let pExecute = 1 / (1 + expf(routerLogits[2 * t] - routerLogits[2 * t + 1]))
-                return position + t < alwaysOnPositions || pExecute > threshold
+                position + t < alwaysOnPositions
+                    || RouterDecisionRule.executes(skip: routerLogits[2 * t], execute: routerLogits[2 * t + 1], margin: margin)
             }
         }
         return n
     }
 
-    /// Router logits `[skip, execute]` for the pass rows, read back into `routerLogits`.
-    private func scoreRouter(_ r: RouterWeights.Block, x: TensorView, count: Int) throws {
+    /// Encodes the router on the pass rows; returns the view that will hold their logits `[count × 2]` (skip, execute).
+    private func encodeRouterLogits(_ r: RouterWeights.Block, x: TensorView, count: Int) throws -> TensorView {
         let a = activations, e = engine
         let hidden = a.routerHidden.rows(0..<count), out = a.routerLogits.rows(0..<count)
         try e.encode(.linear(input: x, weight: r.w1, bias: r.b1, output: hidden))
         try e.encode(.rmsNorm(input: hidden, weight: r.norm, epsilon: configuration.normEpsilon, output: hidden))
         try e.encode(.silu(input: hidden, output: hidden))
         try e.encode(.linear(input: hidden, weight: r.w2, bias: r.b2, output: out))
-        try routerLogits.withUnsafeMutableBytes {
-            try e.read(out.buffer, byteOffset: out.byteOffset, into: UnsafeMutableRawBufferPointer(rebasing: $0[0 ..< 8 * count]))
-        }
+        return out
     }
 
     /// One decoder block on `x` (`[M × dModel]`, updated in place) for tokens at `positions` (`[1 × M]`),
-    /// appending their K/V to the block's cache.
+    /// writing their K/V into the cache `slots` reserved for them.
     /// `w` is the block's weights (a quantizer's candidate during calibration); `observe`, when set,
     /// receives intermediate activations (it costs a synchronising read each, so inference passes nil).
     /// `stopAfter` ends the block right after that probe point (calibration that needs only part of it).
-    private func runBlock(_ l: Int, x: TensorView, positions: TensorView, compacted: Bool,
+    private func runBlock(_ l: Int, x: TensorView, positions: TensorView, slots: KVCache.Slots,
                           weights w: LlamaBlockWeights, observe: BlockObserver? = nil, stopAfter: BlockProbePoint? = nil) throws {
         let c = configuration, a = activations, e = engine
         func reached(_ point: BlockProbePoint, _ view: TensorView) throws -> Bool {
@@ -263,8 +342,7 @@ public final class LlamaModel {
         let m = x.rows
         let normed = a.normed.rows(0..<m), q = a.query.rows(0..<m), k = a.key.rows(0..<m), v = a.value.rows(0..<m)
         let attended = a.attended.rows(0..<m), gate = a.gate.rows(0..<m), up = a.up.rows(0..<m)
-        let (fresh, keyPositions) = try cache.append(block: l, count: m, allExecutedSoFar: !compacted,
-                                                     position: position, engine: e)
+        let (fresh, keyPositions) = slots
         let visible = 0..<fresh.upperBound
 
         // Attention: x += Wo · attention(rope(Wq·n), cache ∪ rope(Wk·n), cache ∪ Wv·n), n = rmsNorm(x)
@@ -295,9 +373,6 @@ public final class LlamaModel {
         try e.encode(w.down.apply(to: gate, output: normed))
         if try reached(.mlpOutput, normed) { return }
         try e.encode(.add(x, normed, output: x))
-        // Each new entry attends to the entries before it and itself (causal).
-        let keysAttended = Double(m) * Double(fresh.lowerBound) + Double(m * (m + 1) / 2)
-        telemetry.actualFLOPs += Double(4 * c.nHeads * c.headDim) * keysAttended
     }
 
     /// KV-cache bytes in use.
@@ -341,7 +416,8 @@ public final class LlamaModel {
         try a.upload(tokens: repeatElement(Int32(0), count: count), firstPosition: 0, engine: engine)
         let x = a.x.rows(0..<count)
         try engine.write(hidden, to: x)
-        try runBlock(l, x: x, positions: a.positions.columns(0..<count), compacted: false, weights: w,
+        let slots = try cache.append(block: l, count: count, allExecutedSoFar: true, position: 0, engine: engine)
+        try runBlock(l, x: x, positions: a.positions.columns(0..<count), slots: slots, weights: w,
                      observe: observe, stopAfter: stopAfter)
         reset()
         return stopAfter == nil ? try engine.readFloats(x) : []
@@ -427,10 +503,17 @@ final class KVCache {
 
     var bytesHeld: Int { counts.reduce(0, +) * bytesPerEntry }
 
-    /// Reserves `count` slots in block `l` and returns them with the key positions attention must use
-    /// (nil while slots equal positions). `allExecutedSoFar`: every token of this pass executes the block.
-    func append(block l: Int, count: Int, allExecutedSoFar: Bool, position: Int, engine: any ComputeEngine) throws
-        -> (slots: Range<Int>, keyPositions: TensorView?) {
+    /// Gives back block `l`'s last slot: its token turned out to skip the block (a decision made on the engine).
+    func retractLast(block l: Int) {
+        precondition(counts[l] > 0, "no slot to give back")
+        counts[l] -= 1
+    }
+
+    /// Cache slots for a pass's entries, and the key positions attention must use (nil while slots equal positions).
+    typealias Slots = (slots: Range<Int>, keyPositions: TensorView?)
+
+    /// Reserves `count` slots in block `l`. `allExecutedSoFar`: every token of this pass executes the block.
+    func append(block l: Int, count: Int, allExecutedSoFar: Bool, position: Int, engine: any ComputeEngine) throws -> Slots {
         let start = counts[l]
         counts[l] += count
         if identity[l] && allExecutedSoFar && start == position { return (start ..< counts[l], nil) }
@@ -458,6 +541,8 @@ final class Activations {
     let gate, up: TensorView
     /// `[batch × routerHidden]`, `[batch × 2]`
     let routerHidden, routerLogits: TensorView
+    /// int32 `[1 × nLayers]`: the engine's decision per block for the token being decoded.
+    let decisions: TensorView
     /// `[logitRows × vocabSize]`: one row for generation, up to 32 when scoring every position.
     let logits: TensorView
     private let buffers: [DeviceBuffer]
@@ -486,6 +571,7 @@ final class Activations {
         up = try make(.float32, batch, c.ffnDim)
         routerHidden = try make(.float32, batch, max(1, routerWidth))
         routerLogits = try make(.float32, batch, 2)
+        decisions = try make(.int32, 1, c.nLayers)
         // Scoring reads logits for every position in chunks of these many rows.
         logits = try make(.float32, min(batch, Self.logitRows), c.vocabSize)
         self.buffers = buffers

@@ -22,6 +22,10 @@ public final class OpenCLEngine: ComputeEngine {
     private let queue: cl_command_queue
     private let kernels: OpenCLKernels
     private var buffers = HandleTable<cl_mem>()
+    /// The flag kernels test (``encodePredicated(on:_:)``): a buffer and an int32 index; outside a
+    /// predicated region, ``alwaysRun``, which holds 1.
+    private var predicate: (memory: cl_mem, index: cl_int)
+    private let alwaysRun: cl_mem
     /// Host copies read by queued non-blocking writes; freed when the queue has drained.
     private var staging: [UnsafeMutableRawBufferPointer] = []
     private var stagingBytes = 0
@@ -30,6 +34,8 @@ public final class OpenCLEngine: ComputeEngine {
     /// Staged bytes that force a drain, bounding the memory held.
     static let stagingDrainThreshold = 16 << 20
     public let deviceDescription: String
+    /// GPUs: a round trip drains the queue (see ``ComputeEngine/prefersDevicePredication``); CPU devices: not.
+    public let prefersDevicePredication: Bool
 
     public var name: String { "opencl" }
 
@@ -63,13 +69,24 @@ public final class OpenCLEngine: ComputeEngine {
             throw OpenCLLibrary.failure(status, "clCreateCommandQueue")
         }
         self.queue = queue
+        var one: cl_int = 1
+        guard let alwaysRun = api.CreateBuffer!(context, cl_mem_flags(CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR), 4, &one, &status),
+              status == CL_SUCCESS else {
+            _ = api.ReleaseCommandQueue!(queue)
+            _ = api.ReleaseContext!(context)
+            throw OpenCLLibrary.failure(status, "clCreateBuffer")
+        }
+        self.alwaysRun = alwaysRun
+        predicate = (alwaysRun, 0)
         do {
             kernels = try OpenCLKernels(library: library, context: context, device: device)
         } catch {
+            _ = api.ReleaseMemObject!(alwaysRun)
             _ = api.ReleaseCommandQueue!(queue)
             _ = api.ReleaseContext!(context)
             throw error
         }
+        prefersDevicePredication = !device.isCPU
         let fp64 = Self.supportsDouble(device, library)
         deviceDescription = device.description + (fp64 ? "" : "; no cl_khr_fp64, so RoPE angles are float32")
     }
@@ -78,6 +95,7 @@ public final class OpenCLEngine: ComputeEngine {
         _ = api.Finish!(queue)
         releaseStaging()
         for memory in buffers.all { _ = api.ReleaseMemObject!(memory) }
+        _ = api.ReleaseMemObject!(alwaysRun)
         _ = api.ReleaseCommandQueue!(queue)
         _ = api.ReleaseContext!(context)
     }
@@ -166,6 +184,14 @@ public final class OpenCLEngine: ComputeEngine {
         if status != CL_SUCCESS {
             throw OpenCLLibrary.failure(status, "clSetKernelArg(\(launch.kernel.rawValue), parameters)")
         }
+        var (flag, flagIndex): (cl_mem?, cl_int) = predicate
+        status = api.SetKernelArg!(kernel, cl_uint(bindings.count + 1), MemoryLayout<cl_mem?>.size, &flag)
+        if status == CL_SUCCESS {
+            status = api.SetKernelArg!(kernel, cl_uint(bindings.count + 2), MemoryLayout<cl_int>.size, &flagIndex)
+        }
+        if status != CL_SUCCESS {
+            throw OpenCLLibrary.failure(status, "clSetKernelArg(\(launch.kernel.rawValue), predicate)")
+        }
         let size = KernelPlanner.workgroupSize
         var sizes = (groups.x * size, groups.y, groups.z, size, 1, 1)
         status = withUnsafeBytes(of: &sizes) { raw in
@@ -176,6 +202,16 @@ public final class OpenCLEngine: ComputeEngine {
             throw OpenCLLibrary.failure(status, "clEnqueueNDRangeKernel(\(launch.kernel.rawValue), "
                                         + "groups \(groups.x)×\(groups.y)×\(groups.z))")
         }
+    }
+
+    /// Every kernel tests the flag itself (`QTALE_RETURN_UNLESS_PREDICATED` in Kernels/opencl/common.h),
+    /// so the host enqueues the region without waiting.
+    public func encodePredicated(on flag: TensorView, _ body: () throws -> Void) throws {
+        precondition(flag.type == .int32 && flag.elementCount == 1, "a predicate is one int32")
+        precondition(predicate.memory == alwaysRun, "predicated regions do not nest")
+        predicate = (buffers[flag.buffer], cl_int(flag.byteOffset / 4))
+        defer { predicate = (alwaysRun, 0) }
+        try body()
     }
 
     public func synchronize() throws {

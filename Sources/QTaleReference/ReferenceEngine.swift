@@ -51,6 +51,13 @@ public final class ReferenceEngine: ComputeEngine {
             for m in 0..<indices.columns { copyRow(from: source, int(indices, m), to: output, m) }
         case let .scatterRows(source, indices, output):
             for m in 0..<indices.columns { copyRow(from: source, m, to: output, int(indices, m)) }
+        case let .routerDecision(logits, threshold, decisions):
+            // The rule as written in method.md, with the exponential: p_exec = softmax(skip, execute)[1].
+            let d = store.pointer(decisions, as: Int32.self)
+            for t in 0..<logits.rows {
+                let pExecute = 1 / (1 + _exp(get(logits, t, 0) - get(logits, t, 1)))
+                d[t] = pExecute > Double(threshold) ? 1 : 0
+            }
         }
     }
 

@@ -26,6 +26,7 @@ extension VulkanDevice {
         info.usage = staging
             ? VK_BUFFER_USAGE_TRANSFER_SRC_BIT.rawValue | VK_BUFFER_USAGE_TRANSFER_DST_BIT.rawValue
             : VK_BUFFER_USAGE_STORAGE_BUFFER_BIT.rawValue | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT.rawValue | VK_BUFFER_USAGE_TRANSFER_SRC_BIT.rawValue | VK_BUFFER_USAGE_TRANSFER_DST_BIT.rawValue
+                | (conditionalRendering ? VK_BUFFER_USAGE_CONDITIONAL_RENDERING_BIT_EXT.rawValue : 0)
         info.sharingMode = VK_SHARING_MODE_EXCLUSIVE
         try vkCheck(functions.CreateBuffer!(handle, &info, nil, &buffer), "vkCreateBuffer(\(size) bytes)")
         guard let buffer else { throw QTaleError.engine("vkCreateBuffer returned no buffer") }

@@ -108,6 +108,23 @@ final class VulkanCommands {
         cmdPipelineBarrier(buffer, source.rawValue, destination.rawValue, 0, 1, &barrier, 0, nil, 0, nil)
     }
 
+    /// Starts a region whose dispatches run only if the int32 at `offset` in `predicate` is nonzero
+    /// (VK_EXT_conditional_rendering), after a barrier that makes earlier shader writes visible to that read.
+    func beginConditional(on predicate: VkBuffer, offset: Int) throws {
+        if !isRecording { try begin() }
+        memoryBarrier(from: VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT, VK_ACCESS_SHADER_WRITE_BIT.rawValue,
+                      to: VK_PIPELINE_STAGE_CONDITIONAL_RENDERING_BIT_EXT, VK_ACCESS_CONDITIONAL_RENDERING_READ_BIT_EXT.rawValue)
+        var info = VkConditionalRenderingBeginInfoEXT()
+        info.sType = VK_STRUCTURE_TYPE_CONDITIONAL_RENDERING_BEGIN_INFO_EXT
+        info.buffer = predicate
+        info.offset = VkDeviceSize(offset)
+        device.functions.CmdBeginConditionalRenderingEXT!(buffer, &info)
+    }
+
+    func endConditional() {
+        device.functions.CmdEndConditionalRenderingEXT!(buffer)
+    }
+
     /// Records a copy between buffers, ordered after earlier shader work and before later shader work.
     func copy(from source: VkBuffer, sourceOffset: Int, to destination: VkBuffer, destinationOffset: Int, byteCount: Int) throws {
         if !isRecording { try begin() }

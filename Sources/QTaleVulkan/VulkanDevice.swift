@@ -11,6 +11,8 @@ final class VulkanDevice {
     let queue: VkQueue
     /// Whether `shaderFloat64` is enabled (then RoPE computes its angles in float64).
     let float64: Bool
+    /// Whether VK_EXT_conditional_rendering is enabled, so predicated regions stay on the device.
+    let conditionalRendering: Bool
 
     init(instance: VulkanInstance, physical: VulkanPhysicalDevice) throws {
         self.instance = instance
@@ -18,6 +20,9 @@ final class VulkanDevice {
         // QTALE_VULKAN_NO_FLOAT64=1 runs the float32 RoPE fallback (for testing it on llvmpipe).
         let float64 = physical.features.shaderFloat64 != 0 && ProcessInfo.processInfo.environment["QTALE_VULKAN_NO_FLOAT64"] != "1"
         self.float64 = float64
+        // QTALE_VULKAN_NO_CONDITIONAL=1 makes predicated regions wait for the host (to measure the difference).
+        let conditional = physical.conditionalRendering && ProcessInfo.processInfo.environment["QTALE_VULKAN_NO_CONDITIONAL"] != "1"
+        self.conditionalRendering = conditional
 
         var priority: Float = 1
         var device: VkDevice?
@@ -29,14 +34,29 @@ final class VulkanDevice {
             queueInfo.pQueuePriorities = priorityPointer
             var features = VkPhysicalDeviceFeatures()
             features.shaderFloat64 = float64 ? 1 : 0
+            var conditionalFeatures = VkPhysicalDeviceConditionalRenderingFeaturesEXT()
+            conditionalFeatures.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_CONDITIONAL_RENDERING_FEATURES_EXT
+            conditionalFeatures.conditionalRendering = 1
             return withUnsafePointer(to: &queueInfo) { queuePointer in
                 withUnsafePointer(to: &features) { featuresPointer in
-                    var info = VkDeviceCreateInfo()
-                    info.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
-                    info.queueCreateInfoCount = 1
-                    info.pQueueCreateInfos = queuePointer
-                    info.pEnabledFeatures = featuresPointer
-                    return instance.functions.CreateDevice!(physical.handle, &info, nil, &device)
+                    withUnsafePointer(to: &conditionalFeatures) { conditionalPointer in
+                        VulkanPhysicalDevice.conditionalRenderingExtension.withCString { extensionName in
+                            var extensionNames: [UnsafePointer<CChar>?] = [extensionName]
+                            var info = VkDeviceCreateInfo()
+                            info.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO
+                            info.queueCreateInfoCount = 1
+                            info.pQueueCreateInfos = queuePointer
+                            info.pEnabledFeatures = featuresPointer
+                            if conditional {
+                                info.pNext = UnsafeRawPointer(conditionalPointer)
+                                info.enabledExtensionCount = 1
+                            }
+                            return extensionNames.withUnsafeMutableBufferPointer { names in
+                                info.ppEnabledExtensionNames = UnsafePointer(names.baseAddress)
+                                return instance.functions.CreateDevice!(physical.handle, &info, nil, &device)
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -33,6 +33,8 @@ public final class VulkanEngine: ComputeEngine {
     /// Buffers released while recorded commands may still use them; destroyed after the next wait.
     private var retired: [VulkanBuffer] = []
     private var staging: VulkanBuffer?
+    /// Inside ``encodePredicated(on:_:)``.
+    private var predicating = false
     public let deviceDescription: String
 
     /// What this machine offers, without creating a device.
@@ -81,6 +83,11 @@ public final class VulkanEngine: ComputeEngine {
     }
 
     public var name: String { "vulkan" }
+
+    /// GPUs with conditional rendering: a round trip drains the queue (``ComputeEngine/prefersDevicePredication``).
+    public var prefersDevicePredication: Bool {
+        device.conditionalRendering && device.physical.properties.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU
+    }
 
     /// `QTALE_VULKAN_STAGING=1` keeps every buffer unmapped, so `write` and `read` take the staging
     /// path that devices without host-visible device-local memory use (for testing it on llvmpipe).
@@ -175,7 +182,23 @@ public final class VulkanEngine: ComputeEngine {
         }
     }
 
+    /// With VK_EXT_conditional_rendering the region's dispatches are recorded under the flag, so the host
+    /// does not wait; without it, the host reads the flag (``encodePredicatedOnHost(on:_:)``).
+    public func encodePredicated(on flag: TensorView, _ body: () throws -> Void) throws {
+        guard device.conditionalRendering else { return try encodePredicatedOnHost(on: flag, body) }
+        precondition(flag.type == .int32 && flag.elementCount == 1, "a predicate is one int32")
+        precondition(!predicating, "predicated regions do not nest")
+        try commands.beginConditional(on: buffers[flag.buffer].buffer, offset: flag.byteOffset)
+        predicating = true
+        defer {
+            commands.endConditional()
+            predicating = false
+        }
+        try body()
+    }
+
     public func synchronize() throws {
+        precondition(!predicating, "a predicated region may only encode ops")
         defer {
             tracker.reset()
             if !commands.isRecording {

@@ -89,6 +89,8 @@ struct VulkanPhysicalDevice {
     let driver: String
     /// Invocations per subgroup (Vulkan 1.1 core); llvmpipe: its SIMD width in 32-bit lanes.
     let subgroupSize: Int
+    /// Whether the device offers VK_EXT_conditional_rendering (predicated dispatches).
+    let conditionalRendering: Bool
 
     /// Nil when the device is older than Vulkan 1.1 or has no compute queue.
     init?(_ handle: VkPhysicalDevice, functions: QTaleVulkanInstance) {
@@ -112,6 +114,14 @@ struct VulkanPhysicalDevice {
         let candidates = families.prefix(Int(familyCount)).enumerated().filter { $0.element.queueFlags & compute != 0 && $0.element.queueCount > 0 }
         guard let family = candidates.first(where: { $0.element.queueFlags & graphics == 0 }) ?? candidates.first else { return nil }
         computeQueueFamily = UInt32(family.offset)
+
+        var extensionCount: UInt32 = 0
+        _ = functions.EnumerateDeviceExtensionProperties!(handle, nil, &extensionCount, nil)
+        var extensions = [VkExtensionProperties](repeating: VkExtensionProperties(), count: Int(extensionCount))
+        _ = functions.EnumerateDeviceExtensionProperties!(handle, nil, &extensionCount, &extensions)
+        conditionalRendering = extensions.prefix(Int(extensionCount)).contains {
+            vkString($0.extensionName) == VulkanPhysicalDevice.conditionalRenderingExtension
+        }
 
         var subgroup = VkPhysicalDeviceSubgroupProperties()
         subgroup.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES
@@ -138,6 +148,8 @@ struct VulkanPhysicalDevice {
             driver = "version \(vkVersionString(properties.driverVersion))"
         }
     }
+
+    static let conditionalRenderingExtension = "VK_EXT_conditional_rendering"
 
     var name: String { vkString(properties.deviceName) }
 

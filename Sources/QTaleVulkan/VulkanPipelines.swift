@@ -74,7 +74,8 @@ final class VulkanPipelines {
         /// attention: ceil(headDim / 4), and whether headDim and every offset and stride of query,
         /// keys and values are multiples of 4.
         case attention(dim4: Int, aligned: Bool)
-        /// rms_norm, swiglu, add: whether the offsets and strides of the texel inputs are multiples of 4.
+        /// rms_norm, swiglu, add, linear: whether the offsets and strides of the texel inputs (and linear's K)
+        /// are multiples of 4.
         case vectorized(aligned: Bool)
     }
 
@@ -88,7 +89,7 @@ final class VulkanPipelines {
             }
         case .attention:
             (1...64).flatMap { dim4 in [false, true].map { .attention(dim4: dim4, aligned: $0) } }
-        case .rmsNorm, .swiGLU, .add:
+        case .rmsNorm, .swiGLU, .add, .linear:
             [false, true].map { .vectorized(aligned: $0) }
         default: [nil]
         }
@@ -117,6 +118,8 @@ final class VulkanPipelines {
             return (w.1 | w.2 | w.3) & 3 == 0 ? 1 : 0         // inputOffset, inputStride, weightOffset
         case .swiGLU, .add:
             return (w.2 | w.3 | w.4 | w.5) & 3 == 0 ? 1 : 0   // aOffset, aStride, bOffset, bStride
+        case .linear:
+            return (w.1 | w.3 | w.4 | w.5 | w.6) & 3 == 0 ? 1 : 0   // K, inputOffset, inputStride, weightOffset, weightStride
         default:
             return 0
         }
@@ -158,8 +161,12 @@ final class VulkanPipelines {
             constants += [UInt32(min(subgroupTeam, 1024 / dim4)), UInt32(dim4), aligned ? 1 : 0]
         case let .vectorized(aligned):
             // rms_norm: work-groups of one subgroup; swiglu and add: a quarter of QTALE_WG invocations,
-            // four columns each (see their contracts).
-            let size = kernel == .rmsNorm ? subgroupTeam : KernelPlanner.workgroupSize / 4
+            // four columns each; linear: QTALE_WG invocations, a column each (see their contracts).
+            let size = switch kernel {
+            case .rmsNorm: subgroupTeam
+            case .linear: KernelPlanner.workgroupSize
+            default: KernelPlanner.workgroupSize / 4
+            }
             constants += [UInt32(size), aligned ? 1 : 0]
         case nil:
             break
@@ -195,6 +202,7 @@ final class VulkanPipelines {
         case .matmulVector, .matmulMatrix: [.float4, .uint4, .uint1, .uint1, .storage]
         case .attention: [.float4, .float4, .float4, .storage, .storage, .storage]
         case .rmsNorm, .swiGLU, .add: [.float4, .float4, .storage]
+        case .linear: [.float4, .float4, .storage, .storage]
         default: Array(repeating: .storage, count: kernel.bindingCount)
         }
     }

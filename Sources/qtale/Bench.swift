@@ -31,10 +31,24 @@ struct BenchGenerate: ParsableCommand {
             help: "Force these execution ratios (e.g. 1 0.75 0.5); reports decode time against ratio and the share of the ideal saving.")
     var execRatios: [Double] = []
 
+    @OptionGroup(title: "Routed decode (decisions on the host against the device)") var routerSource: RouterSourceOptions
+
+    @Option(help: "θ for --routers or --random-routers.")
+    var threshold: Float = 0.5
+
+    @Option(name: .customLong("router-decisions"), parsing: .upToNextOption,
+            help: "With --routers or --random-routers: measure routed decode with decisions made here (host, device, or both).")
+    var routerDecisions: [RouterDecisionSite] = [.host, .device]
+
     @Option(help: "Write the result as JSON to this file.")
     var json: String?
 
+    var routed: Bool { routerSource.routers != nil || routerSource.randomRouters != nil }
+
     func validate() throws {
+        guard !routed || execRatios.isEmpty else { throw ValidationError("use --exec-ratio or routers, not both") }
+        guard threshold >= 0 && threshold < 1 else { throw ValidationError("--threshold must be in [0, 1)") }
+        guard !routerDecisions.isEmpty else { throw ValidationError("--router-decisions needs host, device or both") }
         guard execRatios.allSatisfy({ $0 > 0 && $0 <= 1 }) else { throw ValidationError("--exec-ratio values must be in (0, 1]") }
         guard promptTokens >= 1 && promptTokens <= 8192 else { throw ValidationError("--prompt-tokens must be between 1 and 8192") }
         guard decodeTokens >= 1 && decodeTokens <= 8192 else { throw ValidationError("--decode-tokens must be between 1 and 8192") }
@@ -43,6 +57,7 @@ struct BenchGenerate: ParsableCommand {
 
     func run() throws {
         let model = try engine.load()
+        if routed { return try measureDecisionSites(model) }
         guard !execRatios.isEmpty else {
             let result = try measure(model, policy: .dense)
             Console.out(String(format: """
@@ -86,10 +101,39 @@ struct BenchGenerate: ParsableCommand {
         }
     }
 
-    func measure(_ model: LoadedModel, policy: ExecutionPolicy) throws -> GenerationBenchmark.Result {
-        try GenerationBenchmark.run(model: model, threads: engine.threads, promptTokens: promptTokens, decodeTokens: decodeTokens,
-                                    repeats: repeats, policy: policy) { done in Console.status("  repeat \(done)/\(repeats)") }
+    /// Routed decode with the decisions on the host and on the device: what a per-block round trip costs.
+    func measureDecisionSites(_ model: LoadedModel) throws {
+        let (routers, source) = try routerSource.load(for: model)
+        let policy = ExecutionPolicy.routed(routers, threshold: threshold)
+        let preferred: RouterDecisionSite = model.engine.prefersDevicePredication ? .device : .host
+        Console.out("engine \(model.engine.name) (\(model.engine.deviceDescription)); routers \(source), θ \(threshold); "
+                    + "decisions by default: \(preferred)\n")
+        Console.out("decisions  exec. ratio  prefill tok/s  decode tok/s  ms/token\n")
+        var rows: [DecisionSiteRow] = []
+        for site in routerDecisions {
+            let r = try measure(model, policy: policy, routerDecisions: site)
+            rows.append(DecisionSiteRow(routerDecisions: site.rawValue, isEngineDefault: site == preferred, threshold: threshold, result: r))
+            Console.out(site.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))
+            Console.out(String(format: "  %11.3f  %13.1f  %12.1f  %8.2f\n", r.executionRatio,
+                               r.prefillMedian, r.decodeMedian, 1000 / r.decodeMedian))
+        }
+        if let json { try Console.writeJSON(rows, to: json) }
     }
+
+    func measure(_ model: LoadedModel, policy: ExecutionPolicy,
+                 routerDecisions: RouterDecisionSite? = nil) throws -> GenerationBenchmark.Result {
+        try GenerationBenchmark.run(model: model, threads: engine.threads, promptTokens: promptTokens, decodeTokens: decodeTokens,
+                                    repeats: repeats, policy: policy, routerDecisions: routerDecisions) { done in
+            Console.status("  repeat \(done)/\(repeats)")
+        }
+    }
+}
+
+struct DecisionSiteRow: Encodable {
+    let routerDecisions: String
+    let isEngineDefault: Bool
+    let threshold: Float
+    let result: GenerationBenchmark.Result
 }
 
 struct SkipBenchmarkRow: Encodable {

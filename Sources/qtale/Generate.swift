@@ -68,6 +68,7 @@ struct Generate: ParsableCommand {
         let session = try model.makeSession(contextLength: ctx.map { min($0, model.configuration.contextLength) },
                                             policy: layerSkip.policy(for: model))
         session.recordsExecutionMap = layerSkip.execMap != nil
+        if let site = layerSkip.routerDecisions { session.routerDecisions = site }
         let sampling = SamplingParameters(temperature: temperature, topK: topK, topP: topP,
                                           seed: seed ?? UInt64.random(in: 0 ... UInt64(UInt32.max)))
         let stats = try TextGenerator(model: model, session: session).generate(

@@ -17,6 +17,10 @@ struct LayerSkipOptions: ParsableArguments {
     @Option(name: .customLong("skip-pattern"), help: "Skip these blocks for every token, e.g. 5,7,9-12.")
     var skipPattern: String?
 
+    @Option(name: .customLong("router-decisions"),
+            help: "Where routed decode decides: device (the engine decides and predicates the block's kernels) or host (reads each router's logits back). Default: the engine's preference (device on GPUs).")
+    var routerDecisions: RouterDecisionSite?
+
     @Option(name: .customLong("exec-map"), help: "Write the per-token × per-block execution map (.json, or .svg heat map).")
     var execMap: String?
 
@@ -43,3 +47,5 @@ struct LayerSkipOptions: ParsableArguments {
         return .dense
     }
 }
+
+extension RouterDecisionSite: ExpressibleByArgument {}

@@ -103,13 +103,15 @@ final class LayerSkipTests: XCTestCase {
         XCTAssertLessThan(nmse(compacted, last), 1e-10)
     }
 
-    /// The same routing decisions, execution map and tokens on every engine (GPU engines where available;
-    /// in CI, where PoCL and llvmpipe are installed, an unavailable engine fails the test).
-    func testRoutedDecisionsAndTokensAgreeOnEveryEngine() throws {
+    /// The same routing decisions, execution map, tokens and KV bytes on every engine (GPU engines where
+    /// available; in CI, where PoCL and llvmpipe are installed, an unavailable engine fails the test),
+    /// with decode decisions made on the host and on the engine.
+    func testRoutedDecisionsAndTokensAgreeOnEveryEngineAndDecisionSite() throws {
         // Random routers: p_exec ≈ sigmoid(1.9 + noise); θ near the middle of that range skips some.
         let routers = try RouterSet.random(configuration: RouterConfiguration(hidden: 32, alwaysOnBlocks: 1, alwaysOnPositions: 2),
                                            dModel: 64, layers: 4, seed: 5)
-        var maps: [[String]] = [], tokens: [[Int32]] = []
+        struct Run: Equatable { let map: [String], tokens: [Int32], kvBytes: Int, executed: [Int] }
+        var runs: [(name: String, run: Run)] = []
         var backends = ["cpu", "reference"]
         for gpu in ["opencl", "vulkan"] {
             let probe = EngineRegistry.entries.first { $0.name == gpu }!.probe()
@@ -118,21 +120,41 @@ final class LayerSkipTests: XCTestCase {
         }
         for backend in backends {
             let model = try load(backend)
-            let session = try model.makeSession(policy: .routed(routers, threshold: 0.87))
-            session.recordsExecutionMap = true
-            var out: [Int32] = []
-            _ = try TextGenerator(model: model, session: session).generate(
-                prompt: prompt, maxTokens: 10, sampling: SamplingParameters(temperature: 0), stopAtEndOfGeneration: false,
-                onToken: { out.append($0) }, onText: { _ in })
-            maps.append(session.telemetry.map)
-            tokens.append(out)
-            XCTAssertGreaterThan(session.telemetry.executionRatio, 0.3)
-            XCTAssertLessThan(session.telemetry.executionRatio, 0.97, "θ must make some tokens skip")
+            for site in RouterDecisionSite.allCases {
+                let session = try model.makeSession(policy: .routed(routers, threshold: 0.87))
+                session.recordsExecutionMap = true
+                session.routerDecisions = site
+                var out: [Int32] = []
+                _ = try TextGenerator(model: model, session: session).generate(
+                    prompt: prompt, maxTokens: 10, sampling: SamplingParameters(temperature: 0), stopAtEndOfGeneration: false,
+                    onToken: { out.append($0) }, onText: { _ in })
+                let t = session.telemetry
+                runs.append(("\(backend)/\(site)", Run(map: t.map, tokens: out, kvBytes: t.kvCacheBytes, executed: t.executedPerBlock)))
+                XCTAssertGreaterThan(t.executionRatio, 0.3)
+                XCTAssertTrue(t.map.suffix(9).joined().contains("0"), "θ must make some decode steps skip")
+            }
         }
-        for i in 1..<backends.count {
-            XCTAssertEqual(maps[i], maps[0], "\(backends[i]) decisions differ from cpu")
-            XCTAssertEqual(tokens[i], tokens[0], "\(backends[i]) tokens differ from cpu")
+        for (name, run) in runs.dropFirst() { XCTAssertEqual(run, runs[0].run, "\(name) differs from \(runs[0].name)") }
+    }
+
+    /// Decode with decisions made on the engine (reserved K/V slots given back when a token skips)
+    /// against recomputing the sequence with attention masks built from those decisions.
+    func testDeviceDecidedDecodeMatchesMaskedRecomputation() throws {
+        let routers = try RouterSet.random(configuration: RouterConfiguration(hidden: 32, alwaysOnBlocks: 1, alwaysOnPositions: 2),
+                                           dModel: 64, layers: 4, seed: 5)
+        let session = try load().makeSession(policy: .routed(routers, threshold: 0.87))
+        session.recordsExecutionMap = true
+        session.routerDecisions = .device
+        _ = try session.forward(Array(prompt.prefix(4)))
+        var decoded = [Float](repeating: 0, count: 265)
+        for token in prompt.dropFirst(4) {
+            try decoded.withUnsafeMutableBufferPointer { try session.forward(token: token, into: $0) }
         }
+        let decisions = session.telemetry.map.map { $0.map { $0 == "1" } }
+        XCTAssertGreaterThan(decisions.dropFirst(4).flatMap { $0 }.filter { !$0 }.count, 3, "decode must skip something")
+        let reference = try MaskedReference(path: Self.path)
+        XCTAssertLessThan(nmse(decoded, reference.logits(tokens: prompt, decisions: decisions)), 1e-10)
+        XCTAssertEqual(session.kvCacheBytes, decisions.flatMap { $0 }.filter { $0 }.count * 2 * 2 * 16 * 4)
     }
 
     func testBadRouterFilesAreRejected() throws {

@@ -43,8 +43,9 @@ enum OpenCLKernelSources {
  *                             work-items on one core: kernels then give a work-item more work and
  *                             skip barriers (see matmul.cl, attention.cl)
  *
- * Parameters: sixteen 32-bit words, one struct argument after the buffers (KernelParameters in
- * Sources/QTaleKernels/KernelLaunch.swift). Offsets and row strides are in elements.
+ * Arguments: the buffers in binding order; the parameters, sixteen 32-bit words as one struct argument
+ * (KernelParameters in Sources/QTaleKernels/KernelLaunch.swift; offsets and row strides are in
+ * elements); then the predicate flag (below).
  */
 #ifndef QTALE_OPENCL_COMMON_H
 #define QTALE_OPENCL_COMMON_H
@@ -64,6 +65,20 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PF(i) as_float(params.w[(i)])
 
 #define QTALE_KERNEL __kernel __attribute__((reqd_work_group_size(QTALE_WG, 1, 1)))
+
+/*
+ * Predication (ComputeEngine.encodePredicated): every kernel's last two arguments name an int32 flag,
+ * a buffer and an element index, and the kernel does nothing when the flag is zero. That is how a
+ * decision made on the device (router_decision) skips a block without a round trip to the host:
+ * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
+ * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
+ * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
+ * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
+ * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ */
+#define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
+#define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
+#define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
 
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
@@ -109,7 +124,9 @@ inline float qtale_hmax16(const float16 v) {
 
 QTALE_KERNEL void attention(__global const float *query, __global const float *keys, __global const float *values,
                             __global const int *queryPositions, __global const int *keyPositions,
-                            __global float *output, const KernelParameters params) {
+                            __global float *output, const KernelParameters params,
+                            QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     if (get_local_id(0) != 0) return;
     const int S = QTALE_P(1), heads = QTALE_P(2), kvHeads = QTALE_P(3), headDim = QTALE_P(4);
     const int keyPositionsOffset = QTALE_P(12);
@@ -184,7 +201,9 @@ QTALE_KERNEL void attention(__global const float *query, __global const float *k
 
 QTALE_KERNEL void attention(__global const float *query, __global const float *keys, __global const float *values,
                             __global const int *queryPositions, __global const int *keyPositions,
-                            __global float *output, const KernelParameters params) {
+                            __global float *output, const KernelParameters params,
+                            QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int S = QTALE_P(1), heads = QTALE_P(2), kvHeads = QTALE_P(3), headDim = QTALE_P(4);
     const int keyPositionsOffset = QTALE_P(12);
     const int h = (int)get_group_id(0);
@@ -299,8 +318,9 @@ QTALE_KERNEL void attention(__global const float *query, __global const float *k
  *                             work-items on one core: kernels then give a work-item more work and
  *                             skip barriers (see matmul.cl, attention.cl)
  *
- * Parameters: sixteen 32-bit words, one struct argument after the buffers (KernelParameters in
- * Sources/QTaleKernels/KernelLaunch.swift). Offsets and row strides are in elements.
+ * Arguments: the buffers in binding order; the parameters, sixteen 32-bit words as one struct argument
+ * (KernelParameters in Sources/QTaleKernels/KernelLaunch.swift; offsets and row strides are in
+ * elements); then the predicate flag (below).
  */
 #ifndef QTALE_OPENCL_COMMON_H
 #define QTALE_OPENCL_COMMON_H
@@ -321,6 +341,20 @@ typedef struct { int w[16]; } KernelParameters;
 
 #define QTALE_KERNEL __kernel __attribute__((reqd_work_group_size(QTALE_WG, 1, 1)))
 
+/*
+ * Predication (ComputeEngine.encodePredicated): every kernel's last two arguments name an int32 flag,
+ * a buffer and an element index, and the kernel does nothing when the flag is zero. That is how a
+ * decision made on the device (router_decision) skips a block without a round trip to the host:
+ * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
+ * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
+ * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
+ * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
+ * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ */
+#define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
+#define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
+#define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
+
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
     if (bits == 8) return pack[j];
@@ -334,7 +368,9 @@ inline uint qtale_code(const __global uchar *pack, const int j, const int bits) 
 #endif
 
 QTALE_KERNEL void swiglu(__global const float *gate, __global const float *up, __global float *output,
-                         const KernelParameters params) {
+                         const KernelParameters params,
+                         QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const size_t r = get_group_id(1);
     if (c >= QTALE_P(1)) return;
@@ -344,7 +380,9 @@ QTALE_KERNEL void swiglu(__global const float *gate, __global const float *up, _
 }
 
 QTALE_KERNEL void add(__global const float *a, __global const float *b, __global float *output,
-                      const KernelParameters params) {
+                      const KernelParameters params,
+                      QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const size_t r = get_group_id(1);
     if (c >= QTALE_P(1)) return;
@@ -352,7 +390,9 @@ QTALE_KERNEL void add(__global const float *a, __global const float *b, __global
         a[QTALE_P(2) + r * (size_t)QTALE_P(3) + c] + b[QTALE_P(4) + r * (size_t)QTALE_P(5) + c];
 }
 
-QTALE_KERNEL void copy(__global const uint *source, __global uint *destination, const KernelParameters params) {
+QTALE_KERNEL void copy(__global const uint *source, __global uint *destination, const KernelParameters params,
+                       QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const size_t r = get_group_id(1);
     if (c >= QTALE_P(1)) return;
@@ -406,8 +446,9 @@ QTALE_KERNEL void copy(__global const uint *source, __global uint *destination, 
  *                             work-items on one core: kernels then give a work-item more work and
  *                             skip barriers (see matmul.cl, attention.cl)
  *
- * Parameters: sixteen 32-bit words, one struct argument after the buffers (KernelParameters in
- * Sources/QTaleKernels/KernelLaunch.swift). Offsets and row strides are in elements.
+ * Arguments: the buffers in binding order; the parameters, sixteen 32-bit words as one struct argument
+ * (KernelParameters in Sources/QTaleKernels/KernelLaunch.swift; offsets and row strides are in
+ * elements); then the predicate flag (below).
  */
 #ifndef QTALE_OPENCL_COMMON_H
 #define QTALE_OPENCL_COMMON_H
@@ -427,6 +468,20 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PF(i) as_float(params.w[(i)])
 
 #define QTALE_KERNEL __kernel __attribute__((reqd_work_group_size(QTALE_WG, 1, 1)))
+
+/*
+ * Predication (ComputeEngine.encodePredicated): every kernel's last two arguments name an int32 flag,
+ * a buffer and an element index, and the kernel does nothing when the flag is zero. That is how a
+ * decision made on the device (router_decision) skips a block without a round trip to the host:
+ * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
+ * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
+ * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
+ * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
+ * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ */
+#define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
+#define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
+#define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
 
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
@@ -443,7 +498,9 @@ inline uint qtale_code(const __global uchar *pack, const int j, const int bits) 
 #pragma OPENCL FP_CONTRACT OFF
 
 QTALE_KERNEL void embed(__global const uchar *codes, __global const half *scales, __global const half *offsets,
-                        __global const int *tokens, __global float *output, const KernelParameters params) {
+                        __global const int *tokens, __global float *output, const KernelParameters params,
+                        QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int bits = QTALE_P(0), groupSize = QTALE_P(1), columns = QTALE_P(2);
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const int t = (int)get_group_id(1);
@@ -459,8 +516,9 @@ QTALE_KERNEL void embed(__global const uchar *codes, __global const half *scales
 """#),
         ("layer_skip.cl", #"""
 /*
- * The ops gated layer skip adds: the router's dense linear layer and SiLU (Op.linear, Op.silu), and the
- * row compaction around a block that only some tokens execute (Op.gatherRows, Op.scatterRows).
+ * The ops gated layer skip adds: the router's dense linear layer and SiLU (Op.linear, Op.silu), the
+ * row compaction around a block that only some tokens execute (Op.gatherRows, Op.scatterRows), and the
+ * decision itself when the device makes it (Op.routerDecision).
  *
  * linear
  *   Bindings: 0 input [T x K], 1 weight [N x K] (float32), 2 bias [1 x N] (bound to input when absent), 3 output [T x N]
@@ -476,7 +534,13 @@ QTALE_KERNEL void embed(__global const uchar *codes, __global const half *scales
  *   Parameters: 0 M, 1 columns, 2 sourceOffset, 3 sourceStride, 4 indicesOffset, 5 outputOffset,
  *               6 outputStride, 7 direction (0: output[m] = source[indices[m]], 1: output[indices[m]] = source[m])
  *   Work-groups: (ceil(columns / QTALE_WG), M, 1).
- * Must match Reference+Matmul.swift (linear, NMSE 1e-11) and ReferenceEngine.encode (silu; rows exactly).
+ * router_decision
+ *   Bindings: 0 logits [T x 2] (skip, execute), 1 decisions (int32 [1 x T])
+ *   Parameters: 0 T, 1 logitsOffset, 2 logitsStride, 3 decisionsOffset, 4 margin (float: log(theta / (1 - theta)),
+ *               +-inf at the ends; RouterDecisionRule.swift)
+ *   Work-groups: (ceil(T / QTALE_WG), 1, 1); work-item t writes decisions[t] = execute - skip > margin.
+ * Must match Reference+Matmul.swift (linear, NMSE 1e-11) and ReferenceEngine.encode (silu; rows and
+ * decisions exactly).
  */
 /*
  * Shared by every OpenCL kernel file (inlined by scripts/kernelgen.py and by the engine's disk loader).
@@ -491,8 +555,9 @@ QTALE_KERNEL void embed(__global const uchar *codes, __global const half *scales
  *                             work-items on one core: kernels then give a work-item more work and
  *                             skip barriers (see matmul.cl, attention.cl)
  *
- * Parameters: sixteen 32-bit words, one struct argument after the buffers (KernelParameters in
- * Sources/QTaleKernels/KernelLaunch.swift). Offsets and row strides are in elements.
+ * Arguments: the buffers in binding order; the parameters, sixteen 32-bit words as one struct argument
+ * (KernelParameters in Sources/QTaleKernels/KernelLaunch.swift; offsets and row strides are in
+ * elements); then the predicate flag (below).
  */
 #ifndef QTALE_OPENCL_COMMON_H
 #define QTALE_OPENCL_COMMON_H
@@ -513,6 +578,20 @@ typedef struct { int w[16]; } KernelParameters;
 
 #define QTALE_KERNEL __kernel __attribute__((reqd_work_group_size(QTALE_WG, 1, 1)))
 
+/*
+ * Predication (ComputeEngine.encodePredicated): every kernel's last two arguments name an int32 flag,
+ * a buffer and an element index, and the kernel does nothing when the flag is zero. That is how a
+ * decision made on the device (router_decision) skips a block without a round trip to the host:
+ * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
+ * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
+ * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
+ * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
+ * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ */
+#define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
+#define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
+#define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
+
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
     if (bits == 8) return pack[j];
@@ -526,7 +605,9 @@ inline uint qtale_code(const __global uchar *pack, const int j, const int bits) 
 #endif
 
 QTALE_KERNEL void linear(__global const float *input, __global const float *weight, __global const float *bias,
-                         __global float *output, const KernelParameters params) {
+                         __global float *output, const KernelParameters params,
+                         QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int n = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const size_t t = get_group_id(1);
     if (n >= QTALE_P(2)) return;
@@ -538,7 +619,9 @@ QTALE_KERNEL void linear(__global const float *input, __global const float *weig
     output[QTALE_P(8) + t * (size_t)QTALE_P(9) + n] = sum;
 }
 
-QTALE_KERNEL void silu(__global const float *input, __global float *output, const KernelParameters params) {
+QTALE_KERNEL void silu(__global const float *input, __global float *output, const KernelParameters params,
+                       QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const size_t r = get_group_id(1);
     if (c >= QTALE_P(1)) return;
@@ -547,7 +630,9 @@ QTALE_KERNEL void silu(__global const float *input, __global float *output, cons
 }
 
 QTALE_KERNEL void move_rows(__global const uint *source, __global const int *indices, __global uint *output,
-                            const KernelParameters params) {
+                            const KernelParameters params,
+                            QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const int m = (int)get_group_id(1);
     if (c >= QTALE_P(1)) return;
@@ -555,6 +640,15 @@ QTALE_KERNEL void move_rows(__global const uint *source, __global const int *ind
     const size_t from = QTALE_P(7) == 0 ? (size_t)index : (size_t)m;
     const size_t to = QTALE_P(7) == 0 ? (size_t)m : (size_t)index;
     output[QTALE_P(5) + to * (size_t)QTALE_P(6) + c] = source[QTALE_P(2) + from * (size_t)QTALE_P(3) + c];
+}
+
+QTALE_KERNEL void router_decision(__global const float *logits, __global int *decisions, const KernelParameters params,
+                                  QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
+    const int t = (int)get_global_id(0);
+    if (t >= QTALE_P(0)) return;
+    const __global float *row = logits + QTALE_P(1) + t * (size_t)QTALE_P(2);
+    decisions[QTALE_P(3) + t] = row[1] - row[0] > QTALE_PF(4) ? 1 : 0;
 }
 """#),
         ("matmul.cl", #"""
@@ -620,8 +714,9 @@ QTALE_KERNEL void move_rows(__global const uint *source, __global const int *ind
  *                             work-items on one core: kernels then give a work-item more work and
  *                             skip barriers (see matmul.cl, attention.cl)
  *
- * Parameters: sixteen 32-bit words, one struct argument after the buffers (KernelParameters in
- * Sources/QTaleKernels/KernelLaunch.swift). Offsets and row strides are in elements.
+ * Arguments: the buffers in binding order; the parameters, sixteen 32-bit words as one struct argument
+ * (KernelParameters in Sources/QTaleKernels/KernelLaunch.swift; offsets and row strides are in
+ * elements); then the predicate flag (below).
  */
 #ifndef QTALE_OPENCL_COMMON_H
 #define QTALE_OPENCL_COMMON_H
@@ -641,6 +736,20 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PF(i) as_float(params.w[(i)])
 
 #define QTALE_KERNEL __kernel __attribute__((reqd_work_group_size(QTALE_WG, 1, 1)))
+
+/*
+ * Predication (ComputeEngine.encodePredicated): every kernel's last two arguments name an int32 flag,
+ * a buffer and an element index, and the kernel does nothing when the flag is zero. That is how a
+ * decision made on the device (router_decision) skips a block without a round trip to the host:
+ * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
+ * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
+ * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
+ * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
+ * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ */
+#define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
+#define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
+#define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
 
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
@@ -858,8 +967,12 @@ QTALE_INLINE float qtale_row_dot_sums(const __global float *x, const __global uc
 }
 
 QTALE_KERNEL void matmul_vec(__global const float *input, __global const uchar *codes, __global const half *scales,
-                             __global const half *offsets, __global float *output, const KernelParameters params) {
-    const int bits = QTALE_P(0), groupSize = QTALE_P(1), K = QTALE_P(2), N = QTALE_P(3), groups = QTALE_P(5);
+                             __global const half *offsets, __global float *output, const KernelParameters params,
+                             QTALE_PREDICATE_ARGUMENTS) {
+    const int bits = QTALE_P(0), groupSize = QTALE_P(1), K = QTALE_P(2), groups = QTALE_P(5);
+    /* A clear predicate leaves no row to compute rather than returning: every work-item must reach the
+       barriers (common.h). */
+    const int N = QTALE_PREDICATE_HOLDS ? QTALE_P(3) : 0;
     const int lid = (int)get_local_id(0);
     const int lane = lid % QTALE_MATVEC_LANES, r = lid / QTALE_MATVEC_LANES;
     const int n = (int)get_group_id(0) * QTALE_MATVEC_ROWS + r;
@@ -868,7 +981,7 @@ QTALE_KERNEL void matmul_vec(__global const float *input, __global const uchar *
 
     /* x summed over each group, once for all the rows of the work-group. */
     __local float sx[QTALE_MAX_GROUPS];
-    const bool useSums = groups <= QTALE_MAX_GROUPS;
+    const bool useSums = N > 0 && groups <= QTALE_MAX_GROUPS;
     if (useSums) {
         for (int g = lid; g < groups; g += QTALE_WG) {
             const int start = g * groupSize, end = min(K, start + groupSize);
@@ -967,7 +1080,9 @@ QTALE_INLINE void qtale_tile(const __global float *input, const __global uchar *
 }
 
 QTALE_KERNEL void matmul_mat(__global const float *input, __global const uchar *codes, __global const half *scales,
-                             __global const half *offsets, __global float *output, const KernelParameters params) {
+                             __global const half *offsets, __global float *output, const KernelParameters params,
+                             QTALE_PREDICATE_ARGUMENTS) {
+    QTALE_RETURN_UNLESS_PREDICATED;
     const int bits = QTALE_P(0), N = QTALE_P(3);
     const int n = (int)get_group_id(0) * QTALE_TILE_ROWS + (int)get_local_id(0);
     const int t0 = (int)get_group_id(1) * QTALE_TILE_TOKENS;
@@ -1003,8 +1118,9 @@ QTALE_KERNEL void matmul_mat(__global const float *input, __global const uchar *
  *                             work-items on one core: kernels then give a work-item more work and
  *                             skip barriers (see matmul.cl, attention.cl)
  *
- * Parameters: sixteen 32-bit words, one struct argument after the buffers (KernelParameters in
- * Sources/QTaleKernels/KernelLaunch.swift). Offsets and row strides are in elements.
+ * Arguments: the buffers in binding order; the parameters, sixteen 32-bit words as one struct argument
+ * (KernelParameters in Sources/QTaleKernels/KernelLaunch.swift; offsets and row strides are in
+ * elements); then the predicate flag (below).
  */
 #ifndef QTALE_OPENCL_COMMON_H
 #define QTALE_OPENCL_COMMON_H
@@ -1025,6 +1141,20 @@ typedef struct { int w[16]; } KernelParameters;
 
 #define QTALE_KERNEL __kernel __attribute__((reqd_work_group_size(QTALE_WG, 1, 1)))
 
+/*
+ * Predication (ComputeEngine.encodePredicated): every kernel's last two arguments name an int32 flag,
+ * a buffer and an element index, and the kernel does nothing when the flag is zero. That is how a
+ * decision made on the device (router_decision) skips a block without a round trip to the host:
+ * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
+ * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
+ * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
+ * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
+ * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ */
+#define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
+#define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
+#define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
+
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
     if (bits == 8) return pack[j];
@@ -1038,8 +1168,11 @@ inline uint qtale_code(const __global uchar *pack, const int j, const int bits) 
 #endif
 
 QTALE_KERNEL void rms_norm(__global const float *input, __global const float *weight, __global float *output,
-                           const KernelParameters params) {
-    const int columns = QTALE_P(0);
+                           const KernelParameters params,
+                           QTALE_PREDICATE_ARGUMENTS) {
+    /* A clear predicate empties the row rather than returning: every work-item must reach the barriers
+       (common.h). */
+    const int columns = QTALE_PREDICATE_HOLDS ? QTALE_P(0) : 0;
     const int lid = (int)get_local_id(0);
     const size_t row = get_group_id(0);
     const __global float *x = input + QTALE_P(1) + row * (size_t)QTALE_P(2);
@@ -1094,8 +1227,9 @@ QTALE_KERNEL void rms_norm(__global const float *input, __global const float *we
  *                             work-items on one core: kernels then give a work-item more work and
  *                             skip barriers (see matmul.cl, attention.cl)
  *
- * Parameters: sixteen 32-bit words, one struct argument after the buffers (KernelParameters in
- * Sources/QTaleKernels/KernelLaunch.swift). Offsets and row strides are in elements.
+ * Arguments: the buffers in binding order; the parameters, sixteen 32-bit words as one struct argument
+ * (KernelParameters in Sources/QTaleKernels/KernelLaunch.swift; offsets and row strides are in
+ * elements); then the predicate flag (below).
  */
 #ifndef QTALE_OPENCL_COMMON_H
 #define QTALE_OPENCL_COMMON_H
@@ -1116,6 +1250,20 @@ typedef struct { int w[16]; } KernelParameters;
 
 #define QTALE_KERNEL __kernel __attribute__((reqd_work_group_size(QTALE_WG, 1, 1)))
 
+/*
+ * Predication (ComputeEngine.encodePredicated): every kernel's last two arguments name an int32 flag,
+ * a buffer and an element index, and the kernel does nothing when the flag is zero. That is how a
+ * decision made on the device (router_decision) skips a block without a round trip to the host:
+ * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
+ * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
+ * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
+ * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
+ * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ */
+#define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
+#define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
+#define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
+
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
     if (bits == 8) return pack[j];
@@ -1135,7 +1283,8 @@ typedef double qtale_real;
 typedef float qtale_real;
 #endif
 
-QTALE_KERNEL void rope(__global float *data, __global const int *positions, const KernelParameters params) {
+QTALE_KERNEL void rope(__global float *data, __global const int *positions, const KernelParameters params,
+                       QTALE_PREDICATE_ARGUMENTS) {
     const int headDim = QTALE_P(2), ropeDims = QTALE_P(3);
     const int pairs = ropeDims / 2;
     const int heads = QTALE_P(1) / headDim;
@@ -1143,12 +1292,12 @@ QTALE_KERNEL void rope(__global float *data, __global const int *positions, cons
     const int i = (int)get_group_id(0) * QTALE_WG + lid;
     const size_t t = get_group_id(1);
 
-    /* No early returns around the barrier: PoCL mis-handles work-items that leave before a loop in a
-       kernel with barriers. */
+    /* No early returns around the barrier (the predicate included): PoCL mis-handles work-items that
+       leave before a loop in a kernel with barriers. */
     __local qtale_real sharedRatio;
     if (lid == 0) sharedRatio = pow((qtale_real)QTALE_PF(7), (qtale_real)-2.0 / (qtale_real)ropeDims);
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (i < pairs) {
+    if (i < pairs && QTALE_PREDICATE_HOLDS) {
         qtale_real theta = 1.0, power = sharedRatio;
         for (int e = i; e != 0; e >>= 1) {
             if (e & 1) theta *= power;

@@ -14,6 +14,18 @@ if targetCPU != "generic" {
 }
 #endif
 
+// The CPU engine's int8-activation decode (the `cpu-int8` backend) uses AVX-512 VNNI intrinsics, so it
+// is compiled only for a native build on a CPU that has them; elsewhere that backend reports why not.
+var cpuEngineSwift = optimisedSwift
+#if arch(x86_64) && os(Linux)
+if targetCPU == "native",
+   let cpuInfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+   let flags = cpuInfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") })?.split(separator: " "),
+   flags.contains("avx512_vnni"), flags.contains("avx512vl") {
+    cpuEngineSwift.append(.define("QTALE_AVX512_VNNI"))
+}
+#endif
+
 let package = Package(
     name: "qtale",
     platforms: [.macOS(.v15)],
@@ -38,7 +50,7 @@ let package = Package(
         // Kernel launch plans shared by the GPU engines (the host half of the contracts in Kernels/),
         // and the dependency tracking every engine that records ops uses.
         .target(name: "QTaleKernels", dependencies: ["QTaleCore"]),
-        .target(name: "QTaleCPU", dependencies: ["QTaleCore", "QTaleKernels"], swiftSettings: optimisedSwift),
+        .target(name: "QTaleCPU", dependencies: ["QTaleCore", "QTaleKernels"], swiftSettings: cpuEngineSwift),
         // OpenCL and Vulkan: the C targets hold the API's function table and a dlopen loader, so nothing
         // links against libOpenCL or libvulkan and `--backend cpu` runs on machines without them.
         .target(name: "COpenCL", linkerSettings: [.linkedLibrary("dl")]),

@@ -7,6 +7,7 @@ gives medians and qtale/llama.cpp ratios; --json writes everything.
 
   python3 bench/generate.py                       # default model, threads 1 and 2
   python3 bench/generate.py --threads 2 --json bench/results/generate.json
+  python3 bench/generate.py --backends cpu cpu-int8   # also the int8-activation decode (llama.cpp's numerics)
 
 Needs llama-cpp-python (pip install llama-cpp-python numpy; it compiles llama.cpp, ~10 minutes).
 """
@@ -37,6 +38,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2", help="GGUF path or 'smollm2' (default)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--backends", nargs="+", default=["cpu"], help="qtale engines to measure (cpu, cpu-int8, ...)")
     ap.add_argument("--prompt-tokens", type=int, default=128)
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
@@ -55,20 +57,21 @@ def main():
               "--repeats", str(args.repeats)]
     rows = []
     for t in args.threads:
-        ours = run_json([QTALE, "bench", "generate", "--model", model, "--threads", str(t)] + counts)
         theirs = run_json([sys.executable, os.path.join(ROOT, "bench", "llamacpp_bench.py"), "--model", model,
                            "--threads", str(t)] + counts)
-        rows.append({"threads": t, "qtale": ours, "llama_cpp": theirs,
-                     "prefill_ratio": ours["prefillMedian"] / theirs["prefill_tok_s"]["median"],
-                     "decode_ratio": ours["decodeMedian"] / theirs["decode_tok_s"]["median"]})
+        for backend in args.backends:
+            ours = run_json([QTALE, "bench", "generate", "--model", model, "--backend", backend, "--threads", str(t)] + counts)
+            rows.append({"threads": t, "backend": backend, "qtale": ours, "llama_cpp": theirs,
+                         "prefill_ratio": ours["prefillMedian"] / theirs["prefill_tok_s"]["median"],
+                         "decode_ratio": ours["decodeMedian"] / theirs["decode_tok_s"]["median"]})
 
     print(f"model {os.path.basename(model)}, {args.prompt_tokens}-token prompt, {args.decode_tokens} decode tokens, "
           f"median of {args.repeats}")
-    print(f"{'threads':>7} | {'prefill tok/s qtale':>19} {'llama.cpp':>9} {'ratio':>6} | "
+    print(f"{'threads':>7} {'engine':>8} | {'prefill tok/s qtale':>19} {'llama.cpp':>9} {'ratio':>6} | "
           f"{'decode tok/s qtale':>18} {'llama.cpp':>9} {'ratio':>6} | {'qtale GB/s':>10}")
     for r in rows:
         q, l = r["qtale"], r["llama_cpp"]
-        print(f"{r['threads']:>7} | {q['prefillMedian']:>19.1f} {l['prefill_tok_s']['median']:>9.1f} "
+        print(f"{r['threads']:>7} {r['backend']:>8} | {q['prefillMedian']:>19.1f} {l['prefill_tok_s']['median']:>9.1f} "
               f"{r['prefill_ratio']:>5.2f}x | {q['decodeMedian']:>18.1f} {l['decode_tok_s']['median']:>9.1f} "
               f"{r['decode_ratio']:>5.2f}x | {q['decodeWeightGBPerSecond']:>10.1f}")
     if args.json:

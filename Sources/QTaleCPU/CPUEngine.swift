@@ -23,18 +23,28 @@ public final class CPUEngine: ComputeEngine {
     private let scheduler = SliceScheduler()
     private var dependencies = WorkDependencyTracker<CPUWork>()
 
-    public init(threads: Int) throws {
+    /// How decode matmuls treat the input vector (int8: the `cpu-int8` backend).
+    public let decodeActivations: DecodeActivations
+
+    public init(threads: Int, decodeActivations: DecodeActivations = .float32) throws {
         guard threads >= 1 && threads <= 256 else {
             throw QTaleError.invalidArgument("--threads must be between 1 and 256, got \(threads)")
         }
+        guard decodeActivations == .float32 || Self.int8DecodeAvailable else {
+            throw QTaleError.engine("int8 decode needs a CPU with AVX-512 VNNI, and a build on it (QTALE_TARGET_CPU=native)")
+        }
         self.threads = threads
+        self.decodeActivations = decodeActivations
         scratch = CPUScratch(workers: threads)
         pending.reserveCapacity(1024)
         waits.reserveCapacity(1024)
     }
 
-    public var name: String { "cpu" }
-    public var deviceDescription: String { "CPU, \(threads) thread\(threads == 1 ? "" : "s"), SIMD\(SIMDWidth.lanes) float32" }
+    public var name: String { decodeActivations == .float32 ? "cpu" : "cpu-int8" }
+    public var deviceDescription: String {
+        "CPU, \(threads) thread\(threads == 1 ? "" : "s"), SIMD\(SIMDWidth.lanes) float32"
+            + (decodeActivations == .int8 ? ", int8 activations in 4-bit decode (AVX-512 VNNI)" : "")
+    }
 
     public func allocate(byteCount: Int) throws -> DeviceBuffer {
         DeviceBuffer(handle: try store.allocate(byteCount: byteCount), byteCount: byteCount, engine: self)

@@ -73,6 +73,13 @@ extension CPUEngine {
         let outStride = output.rowStride
 
         if tokens == 1 {
+            // int8 activations pair packs; a pair must not straddle two groups.
+            let pairsFitGroups = groupSize == QuantizationFormat.codesPerPack || (groupSize / QuantizationFormat.codesPerPack) % 2 == 0
+            if U.self == FourBitCodes.self && decodeActivations == .int8 && pairsFitGroups {
+                int8Decode(host: host, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums), packs: packs, groupSize: groupSize,
+                           rows: slice.range(of: weight.rows), out: out, space: UnsafeMutableRawPointer(groupSums + groups))
+                return
+            }
             for n in slice.range(of: weight.rows) {
                 out[n] = Self.dotRow(U.self, host: host, row: n, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums),
                                      packs: packs, groupSize: groupSize)
@@ -132,17 +139,24 @@ extension CPUEngine {
                 acc.addProduct(groupAcc, FloatVector(repeating: Float(scales[g])))
             }
         }
+        return acc.treeSum + offsetTerm(offsets: offsets, groupSums: groupSums, groups: groups)
+    }
+
+    /// `Σ_g offset_g · (Σ_{k∈g} x_k)`: the offsets' share of a row's dot product.
+    @inline(__always)
+    static func offsetTerm(offsets: UnsafePointer<Float16>, groupSums: UnsafePointer<Float>, groups: Int) -> Float {
+        var acc = FloatVector()
         var g = 0
         while g + 16 <= groups {
             acc.addProduct(FloatVector(halves: offsets + g), groupSums.vector(at: g))
             g += 16
         }
-        var offsetTerm: Float = 0
+        var tail: Float = 0
         while g < groups {
-            offsetTerm += Float(offsets[g]) * groupSums[g]
+            tail += Float(offsets[g]) * groupSums[g]
             g += 1
         }
-        return acc.treeSum + offsetTerm
+        return acc.treeSum + tail
     }
 
     /// Writes row `n` dequantized (`scale * code + offset`) into `out[0 ..< packs*32]`.

@@ -22,6 +22,10 @@ public enum EngineRegistry {
         Entry(name: "cpu", summary: "Swift SIMD kernels with Dispatch threads", probe: { host }) { threads, _ in
             try CPUEngine(threads: threads)
         },
+        Entry(name: "cpu-int8", summary: "the cpu engine with int8 activations in 4-bit decode matmuls (llama.cpp's numerics; AVX-512 VNNI)",
+              probe: { CPUEngine.int8DecodeAvailable ? host : .unavailable("needs AVX-512 VNNI and a native build on such a CPU") }) { threads, _ in
+            try CPUEngine(threads: threads, decodeActivations: .int8)
+        },
         Entry(name: "opencl", summary: "OpenCL 1.2+ kernels (PoCL runs them on the CPU)", probe: OpenCLEngine.probe) { _, device in
             try OpenCLEngine(device: device)
         },

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Every benchmark of the closing notes, in one run: end to end against llama.cpp, each engine's
-# generation and kernels, and decode time against execution ratio. Results land in bench/results/.
+# generation and kernels, decode time against execution ratio, and routed decode with decisions on the
+# host against the engine. Results land in bench/results/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 swift build -c release --product qtale >/dev/null
 q=.build/release/qtale
 out=bench/results
-python3 bench/generate.py --json $out/generate-vs-llamacpp.json
+python3 bench/generate.py --backends cpu cpu-int8 --json $out/generate-vs-llamacpp.json
 for backend in cpu opencl vulkan; do
   echo "== $backend: generate"
   $q bench generate --backend $backend --threads 2 --json $out/generate-$backend.json 2>/dev/null
@@ -15,3 +16,7 @@ for backend in cpu opencl vulkan; do
   echo "== $backend: kernels"
   $q bench kernels --backend $backend --threads 2 --json $out/kernels-$backend.json
 done
+echo "== cpu-int8: kernels"
+$q bench kernels --backend cpu-int8 --threads 2 --json $out/kernels-cpu-int8.json
+echo "== routed decode: decisions on the host against the engine"
+bash bench/router_decisions.sh

@@ -93,7 +93,7 @@ extension CPUEngine {
             let low = _mm256_and_si256(c, nibble), high = _mm256_and_si256(_mm256_srli_epi16(c, 4), nibble)
             var dot = _mm256_maskz_dpbusd_epi32(0xFF, _mm256_setzero_si256(), low, xs.loadUnaligned(as: __m256i.self))
             dot = _mm256_maskz_dpbusd_epi32(0xFF, dot, high, xs.loadUnaligned(fromByteOffset: 32, as: __m256i.self))
-            let sums = unsafeBitCast(_mm256_cvtepi32_ps(dot), to: SIMD8<Float>.self)
+            let sums: SIMD8<Float> = _mm256_cvtepi32_ps(dot)
             return sums * UnsafeRawPointer(activationScales + 8 * pair).loadUnaligned(as: SIMD8<Float>.self)
         }
         @inline(__always) func weightScales(_ pair: Int) -> SIMD8<Float> {

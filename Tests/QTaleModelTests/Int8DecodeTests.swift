@@ -25,9 +25,8 @@ final class Int8DecodeTests: XCTestCase {
                 var e = 0.0, r = 0.0
                 for (p, q) in zip(y, x) { e += Double(p - q) * Double(p - q); r += Double(q) * Double(q) }
                 errors.append(e / r)
-                if Sampler.argmax(UnsafeBufferPointer(start: x, count: x.count)) == Sampler.argmax(UnsafeBufferPointer(start: y, count: y.count)) {
-                    sameArgmax += 1
-                }
+                let greedy = x.withUnsafeBufferPointer { Sampler.argmax($0) }
+                if greedy == y.withUnsafeBufferPointer({ Sampler.argmax($0) }) { sameArgmax += 1 }
                 steps += 1
             }
         }

@@ -48,6 +48,23 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
 #define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
 
+#define QTALE_INLINE inline __attribute__((always_inline))
+
+/* x[k .. k+16), reading zeros at and past K. */
+QTALE_INLINE float16 qtale_load16(const __global float *x, const int k, const int K) {
+    if (k + 16 <= K) return vload16(0, x + k);
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
+    return vload16(0, v);
+}
+
+QTALE_INLINE float qtale_sum16(const float16 v) {
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
     if (bits == 8) return pack[j];

@@ -36,8 +36,17 @@ QTALE_KERNEL void linear(__global const float *input, __global const float *weig
     if (n >= QTALE_P(2)) return;
     const __global float *x = input + QTALE_P(3) + t * (size_t)QTALE_P(4);
     const __global float *w = weight + QTALE_P(5) + n * (size_t)QTALE_P(6);
+    const int K = QTALE_P(1);
+#if QTALE_CPU_DEVICE
+    /* CPU devices (PoCL): a work-item runs its whole dot product 16 wide; vectorising across work-items
+       instead, as PoCL does with the scalar loop, gathers the weights at a stride of K. */
+    float16 acc = 0.0f;
+    for (int k = 0; k < K; k += 16) acc = fma(qtale_load16(w, k, K), qtale_load16(x, k, K), acc);
+    float sum = qtale_sum16(acc);
+#else
     float sum = 0.0f;
-    for (int k = 0; k < QTALE_P(1); ++k) sum = fma(w[k], x[k], sum);
+    for (int k = 0; k < K; ++k) sum = fma(w[k], x[k], sum);
+#endif
     if (QTALE_P(7) >= 0) sum += bias[QTALE_P(7) + n];
     output[QTALE_P(8) + t * (size_t)QTALE_P(9) + n] = sum;
 }

@@ -48,8 +48,6 @@
 #error "matmul_mat assigns one tile row per work-item: QTALE_TILE_ROWS must equal QTALE_WG"
 #endif
 
-#define QTALE_INLINE inline __attribute__((always_inline))
-
 /* The 32 codes of a pack as floats: lo = codes 0..15, hi = codes 16..31. `bits` is a literal at every
    call site, so each format gets its own straight-line unpack after inlining. */
 QTALE_INLINE void qtale_unpack(const __global uchar *pack, const int bits, float16 *lo, float16 *hi) {
@@ -71,21 +69,6 @@ QTALE_INLINE void qtale_unpack(const __global uchar *pack, const int bits, float
         *lo = (float16)(c0, c1);
         *hi = (float16)(c2, c3);
     }
-}
-
-/* x[k .. k+16), reading zeros at and past K. */
-QTALE_INLINE float16 qtale_load16(const __global float *x, const int k, const int K) {
-    if (k + 16 <= K) return vload16(0, x + k);
-    float v[16];
-    for (int i = 0; i < 16; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
-    return vload16(0, v);
-}
-
-QTALE_INLINE float qtale_sum16(const float16 v) {
-    const float8 a = v.lo + v.hi;
-    const float4 b = a.lo + a.hi;
-    const float2 c = b.lo + b.hi;
-    return c.x + c.y;
 }
 
 /* Scales and offsets of groups g0 .. g0+15 of a row, as floats in s[] and o[] (values past `groups`

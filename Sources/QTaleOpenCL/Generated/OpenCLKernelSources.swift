@@ -80,6 +80,23 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
 #define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
 
+#define QTALE_INLINE inline __attribute__((always_inline))
+
+/* x[k .. k+16), reading zeros at and past K. */
+QTALE_INLINE float16 qtale_load16(const __global float *x, const int k, const int K) {
+    if (k + 16 <= K) return vload16(0, x + k);
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
+    return vload16(0, v);
+}
+
+QTALE_INLINE float qtale_sum16(const float16 v) {
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
     if (bits == 8) return pack[j];
@@ -355,6 +372,23 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
 #define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
 
+#define QTALE_INLINE inline __attribute__((always_inline))
+
+/* x[k .. k+16), reading zeros at and past K. */
+QTALE_INLINE float16 qtale_load16(const __global float *x, const int k, const int K) {
+    if (k + 16 <= K) return vload16(0, x + k);
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
+    return vload16(0, v);
+}
+
+QTALE_INLINE float qtale_sum16(const float16 v) {
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
     if (bits == 8) return pack[j];
@@ -483,6 +517,23 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
 #define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
 
+#define QTALE_INLINE inline __attribute__((always_inline))
+
+/* x[k .. k+16), reading zeros at and past K. */
+QTALE_INLINE float16 qtale_load16(const __global float *x, const int k, const int K) {
+    if (k + 16 <= K) return vload16(0, x + k);
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
+    return vload16(0, v);
+}
+
+QTALE_INLINE float qtale_sum16(const float16 v) {
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
     if (bits == 8) return pack[j];
@@ -592,6 +643,23 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
 #define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
 
+#define QTALE_INLINE inline __attribute__((always_inline))
+
+/* x[k .. k+16), reading zeros at and past K. */
+QTALE_INLINE float16 qtale_load16(const __global float *x, const int k, const int K) {
+    if (k + 16 <= K) return vload16(0, x + k);
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
+    return vload16(0, v);
+}
+
+QTALE_INLINE float qtale_sum16(const float16 v) {
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
     if (bits == 8) return pack[j];
@@ -613,8 +681,17 @@ QTALE_KERNEL void linear(__global const float *input, __global const float *weig
     if (n >= QTALE_P(2)) return;
     const __global float *x = input + QTALE_P(3) + t * (size_t)QTALE_P(4);
     const __global float *w = weight + QTALE_P(5) + n * (size_t)QTALE_P(6);
+    const int K = QTALE_P(1);
+#if QTALE_CPU_DEVICE
+    /* CPU devices (PoCL): a work-item runs its whole dot product 16 wide; vectorising across work-items
+       instead, as PoCL does with the scalar loop, gathers the weights at a stride of K. */
+    float16 acc = 0.0f;
+    for (int k = 0; k < K; k += 16) acc = fma(qtale_load16(w, k, K), qtale_load16(x, k, K), acc);
+    float sum = qtale_sum16(acc);
+#else
     float sum = 0.0f;
-    for (int k = 0; k < QTALE_P(1); ++k) sum = fma(w[k], x[k], sum);
+    for (int k = 0; k < K; ++k) sum = fma(w[k], x[k], sum);
+#endif
     if (QTALE_P(7) >= 0) sum += bias[QTALE_P(7) + n];
     output[QTALE_P(8) + t * (size_t)QTALE_P(9) + n] = sum;
 }
@@ -751,6 +828,23 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
 #define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
 
+#define QTALE_INLINE inline __attribute__((always_inline))
+
+/* x[k .. k+16), reading zeros at and past K. */
+QTALE_INLINE float16 qtale_load16(const __global float *x, const int k, const int K) {
+    if (k + 16 <= K) return vload16(0, x + k);
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
+    return vload16(0, v);
+}
+
+QTALE_INLINE float qtale_sum16(const float16 v) {
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
     if (bits == 8) return pack[j];
@@ -784,8 +878,6 @@ inline uint qtale_code(const __global uchar *pack, const int j, const int bits) 
 #error "matmul_mat assigns one tile row per work-item: QTALE_TILE_ROWS must equal QTALE_WG"
 #endif
 
-#define QTALE_INLINE inline __attribute__((always_inline))
-
 /* The 32 codes of a pack as floats: lo = codes 0..15, hi = codes 16..31. `bits` is a literal at every
    call site, so each format gets its own straight-line unpack after inlining. */
 QTALE_INLINE void qtale_unpack(const __global uchar *pack, const int bits, float16 *lo, float16 *hi) {
@@ -807,21 +899,6 @@ QTALE_INLINE void qtale_unpack(const __global uchar *pack, const int bits, float
         *lo = (float16)(c0, c1);
         *hi = (float16)(c2, c3);
     }
-}
-
-/* x[k .. k+16), reading zeros at and past K. */
-QTALE_INLINE float16 qtale_load16(const __global float *x, const int k, const int K) {
-    if (k + 16 <= K) return vload16(0, x + k);
-    float v[16];
-    for (int i = 0; i < 16; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
-    return vload16(0, v);
-}
-
-QTALE_INLINE float qtale_sum16(const float16 v) {
-    const float8 a = v.lo + v.hi;
-    const float4 b = a.lo + a.hi;
-    const float2 c = b.lo + b.hi;
-    return c.x + c.y;
 }
 
 /* Scales and offsets of groups g0 .. g0+15 of a row, as floats in s[] and o[] (values past `groups`
@@ -1155,6 +1232,23 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
 #define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
 
+#define QTALE_INLINE inline __attribute__((always_inline))
+
+/* x[k .. k+16), reading zeros at and past K. */
+QTALE_INLINE float16 qtale_load16(const __global float *x, const int k, const int K) {
+    if (k + 16 <= K) return vload16(0, x + k);
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
+    return vload16(0, v);
+}
+
+QTALE_INLINE float qtale_sum16(const float16 v) {
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
+
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {
     if (bits == 8) return pack[j];
@@ -1263,6 +1357,23 @@ typedef struct { int w[16]; } KernelParameters;
 #define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
 #define QTALE_RETURN_UNLESS_PREDICATED if (!QTALE_PREDICATE_HOLDS) return
+
+#define QTALE_INLINE inline __attribute__((always_inline))
+
+/* x[k .. k+16), reading zeros at and past K. */
+QTALE_INLINE float16 qtale_load16(const __global float *x, const int k, const int K) {
+    if (k + 16 <= K) return vload16(0, x + k);
+    float v[16];
+    for (int i = 0; i < 16; i++) v[i] = k + i < K ? x[k + i] : 0.0f;
+    return vload16(0, v);
+}
+
+QTALE_INLINE float qtale_sum16(const float16 v) {
+    const float8 a = v.lo + v.hi;
+    const float4 b = a.lo + a.hi;
+    const float2 c = b.lo + b.hi;
+    return c.x + c.y;
+}
 
 /* Code `j` (0..31) of the pack at `pack`, in the layout of quant_layout.h. */
 inline uint qtale_code(const __global uchar *pack, const int j, const int bits) {

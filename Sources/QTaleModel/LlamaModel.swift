@@ -341,6 +341,7 @@ public final class LlamaModel {
         }
         let m = x.rows
         let normed = a.normed.rows(0..<m), q = a.query.rows(0..<m), k = a.key.rows(0..<m), v = a.value.rows(0..<m)
+        let queriesAndKeys = a.queriesAndKeys.rows(0..<m)
         let attended = a.attended.rows(0..<m), gate = a.gate.rows(0..<m), up = a.up.rows(0..<m)
         let (fresh, keyPositions) = slots
         let visible = 0..<fresh.upperBound
@@ -351,8 +352,8 @@ public final class LlamaModel {
         try e.encode(w.query.apply(to: normed, output: q))
         try e.encode(w.key.apply(to: normed, output: k))
         try e.encode(w.value.apply(to: normed, output: v))
-        try e.encode(.rope(data: q, positions: positions, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
-        try e.encode(.rope(data: k, positions: positions, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
+        // One RoPE over the query and key heads together (they share a buffer): one launch fewer per block.
+        try e.encode(.rope(data: queriesAndKeys, positions: positions, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
         try e.encode(.copy(source: k, destination: cache.keys[l].rows(fresh)))
         try e.encode(.copy(source: v, destination: cache.values[l].rows(fresh)))
         if let keyPositions { try e.encode(.copy(source: positions, destination: keyPositions.columns(fresh))) }
@@ -535,8 +536,9 @@ final class Activations {
     let tokens, positions, indices, compactPositions: TensorView
     /// `[batch × dModel]`: the residual stream, its compacted rows, and normed / projected scratch.
     let x, compact, normed, attended: TensorView
-    /// `[batch × nHeads*headDim]`, `[batch × nKVHeads*headDim]` ×2
-    let query, key, value: TensorView
+    /// `[batch × nHeads*headDim]`, `[batch × nKVHeads*headDim]` ×2; query and key are the column ranges
+    /// of `queriesAndKeys`, so one RoPE rotates both.
+    let query, key, value, queriesAndKeys: TensorView
     /// `[batch × ffnDim]` ×2
     let gate, up: TensorView
     /// `[batch × routerHidden]`, `[batch × 2]`
@@ -564,8 +566,10 @@ final class Activations {
         compact = try make(.float32, batch, c.dModel)
         normed = try make(.float32, batch, c.dModel)
         attended = try make(.float32, batch, c.nHeads * c.headDim)
-        query = try make(.float32, batch, c.nHeads * c.headDim)
-        key = try make(.float32, batch, c.nKVHeads * c.headDim)
+        let queryColumns = c.nHeads * c.headDim, keyColumns = c.nKVHeads * c.headDim
+        queriesAndKeys = try make(.float32, batch, queryColumns + keyColumns)
+        query = queriesAndKeys.columns(0 ..< queryColumns)
+        key = queriesAndKeys.columns(queryColumns ..< queryColumns + keyColumns)
         value = try make(.float32, batch, c.nKVHeads * c.headDim)
         gate = try make(.float32, batch, c.ffnDim)
         up = try make(.float32, batch, c.ffnDim)

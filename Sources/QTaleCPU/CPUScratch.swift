@@ -32,7 +32,10 @@ final class CPUScratch {
         case let .matmul(input, weight, _):
             let padded = weight.format.packsPerRow(columns: weight.columns) * QuantizationFormat.codesPerPack
             if CPUEngine.usesPackedLinear(tokens: input.rows, outputs: weight.rows) { return CPUEngine.dequantizedChunkRows * padded }
-            return input.rows * (padded + weight.format.groupsPerRow(columns: weight.columns)) + CPUEngine.tileRows * padded
+            // After the padded inputs and group sums: the few-token tile, or the int8 activations of decode.
+            let packs = weight.format.packsPerRow(columns: weight.columns)
+            return input.rows * (padded + weight.format.groupsPerRow(columns: weight.columns))
+                + max(CPUEngine.tileRows * padded, CPUEngine.int8ActivationFloats(packs: packs))
         case let .embed(table, _, _):
             return table.format.packsPerRow(columns: table.columns) * QuantizationFormat.codesPerPack
         case let .attention(_, keys, _, _, _, _, _, headDim, _):

@@ -92,7 +92,7 @@ extension ComputeEngine {
 
     /// Predication decided by the host: waits for recorded work, reads the flag, runs `body` if it is nonzero.
     public func encodePredicatedOnHost(on flag: TensorView, _ body: () throws -> Void) throws {
-        precondition(flag.type == .int32 && flag.elementCount == 1, "a predicate is one int32")
+        OpValidation.checkPredicate(flag)
         var value: Int32 = 0
         try withUnsafeMutableBytes(of: &value) { try read(flag.buffer, byteOffset: flag.byteOffset, into: $0) }
         if value != 0 { try body() }

@@ -1,5 +1,10 @@
 /// Shape and type rules of every ``Op``, checked once on the host so engines can assume valid operands.
 public enum OpValidation {
+    /// What ``ComputeEngine/encodePredicated(on:_:)`` takes: one int32 element.
+    public static func checkPredicate(_ flag: TensorView) {
+        precondition(flag.type == .int32 && flag.elementCount == 1, "a predicate is one int32")
+    }
+
     public static func check(_ op: Op) throws {
         func require(_ condition: Bool, _ message: @autoclosure () -> String) throws {
             if !condition { throw QTaleError.invalidArgument("\(op.name): \(message())") }

@@ -207,7 +207,7 @@ public final class OpenCLEngine: ComputeEngine {
     /// Every kernel tests the flag itself (`QTALE_RETURN_UNLESS_PREDICATED` in Kernels/opencl/common.h),
     /// so the host enqueues the region without waiting.
     public func encodePredicated(on flag: TensorView, _ body: () throws -> Void) throws {
-        precondition(flag.type == .int32 && flag.elementCount == 1, "a predicate is one int32")
+        OpValidation.checkPredicate(flag)
         precondition(predicate.memory == alwaysRun, "predicated regions do not nest")
         predicate = (buffers[flag.buffer], cl_int(flag.byteOffset / 4))
         defer { predicate = (alwaysRun, 0) }

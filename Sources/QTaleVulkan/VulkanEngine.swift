@@ -186,7 +186,7 @@ public final class VulkanEngine: ComputeEngine {
     /// does not wait; without it, the host reads the flag (``encodePredicatedOnHost(on:_:)``).
     public func encodePredicated(on flag: TensorView, _ body: () throws -> Void) throws {
         guard device.conditionalRendering else { return try encodePredicatedOnHost(on: flag, body) }
-        precondition(flag.type == .int32 && flag.elementCount == 1, "a predicate is one int32")
+        OpValidation.checkPredicate(flag)
         precondition(!predicating, "predicated regions do not nest")
         try commands.beginConditional(on: buffers[flag.buffer].buffer, offset: flag.byteOffset)
         predicating = true

@@ -50,7 +50,9 @@ let package = Package(
         // Kernel launch plans shared by the GPU engines (the host half of the contracts in Kernels/),
         // and the dependency tracking every engine that records ops uses.
         .target(name: "QTaleKernels", dependencies: ["QTaleCore"]),
-        .target(name: "QTaleCPU", dependencies: ["QTaleCore", "QTaleKernels"], swiftSettings: cpuEngineSwift),
+        // Software prefetch for the CPU engine's decode loops (a C inline function: Swift has none).
+        .target(name: "CMemoryHints"),
+        .target(name: "QTaleCPU", dependencies: ["QTaleCore", "QTaleKernels", "CMemoryHints"], swiftSettings: cpuEngineSwift),
         // OpenCL and Vulkan: the C targets hold the API's function table and a dlopen loader, so nothing
         // links against libOpenCL or libvulkan and `--backend cpu` runs on machines without them.
         .target(name: "COpenCL", linkerSettings: [.linkedLibrary("dl")]),

@@ -23,10 +23,10 @@ public final class CPUEngine: ComputeEngine {
     private let scheduler = SliceScheduler()
     private var dependencies = WorkDependencyTracker<CPUWork>()
 
-    /// How decode matmuls treat the input vector (int8: the `cpu-int8` backend).
+    /// How 4-bit decode matmuls treat the input vector (see ``DecodeActivations``).
     public let decodeActivations: DecodeActivations
 
-    public init(threads: Int, decodeActivations: DecodeActivations = .float32) throws {
+    public init(threads: Int, decodeActivations: DecodeActivations = .preferred) throws {
         guard threads >= 1 && threads <= 256 else {
             throw QTaleError.invalidArgument("--threads must be between 1 and 256, got \(threads)")
         }
@@ -40,10 +40,21 @@ public final class CPUEngine: ComputeEngine {
         waits.reserveCapacity(1024)
     }
 
-    public var name: String { decodeActivations == .float32 ? "cpu" : "cpu-int8" }
+    /// `cpu` for what this build runs by default; `cpu-f32` and `cpu-int8` name the other decode modes.
+    public var name: String {
+        switch decodeActivations {
+        case .int8: "cpu-int8"
+        case .float32 where DecodeActivations.preferred != .float32: "cpu-f32"
+        default: "cpu"
+        }
+    }
     public var deviceDescription: String {
-        "CPU, \(threads) thread\(threads == 1 ? "" : "s"), SIMD\(SIMDWidth.lanes) float32"
-            + (decodeActivations == .int8 ? ", int8 activations in 4-bit decode (AVX-512 VNNI)" : "")
+        let decode = switch decodeActivations {
+        case .float32: "float32 activations"
+        case .splitInt8: "activations split into three int8 terms (AVX-512 VNNI)"
+        case .int8: "int8 activations (AVX-512 VNNI)"
+        }
+        return "CPU, \(threads) thread\(threads == 1 ? "" : "s"), SIMD\(SIMDWidth.lanes) float32; 4-bit decode: \(decode)"
     }
 
     public func allocate(byteCount: Int) throws -> DeviceBuffer {

@@ -63,20 +63,19 @@ extension CPUEngine {
             row.update(from: source + t * input.rowStride, count: columns)
             row.advanced(by: columns).update(repeating: 0, count: paddedColumns - columns)
             for g in 0..<groups {
-                let start = g * groupSize, end = min(columns, start + groupSize)
-                var sum: Float = 0
-                for k in start..<end { sum += row[k] }
-                groupSums[t * groups + g] = sum
+                // Groups are whole packs and the padding is zeros, so whole vectors sum each group.
+                let start = g * groupSize, end = min(paddedColumns, start + groupSize)
+                var sum = FloatVector()
+                for k in stride(from: start, to: end, by: SIMDWidth.lanes) { sum += row.vector(at: k) }
+                groupSums[t * groups + g] = sum.treeSum
             }
         }
         let out = store.pointer(output, as: Float.self)
         let outStride = output.rowStride
 
         if tokens == 1 {
-            // int8 activations pair packs; a pair must not straddle two groups.
-            let pairsFitGroups = groupSize == QuantizationFormat.codesPerPack || (groupSize / QuantizationFormat.codesPerPack) % 2 == 0
-            if U.self == FourBitCodes.self && decodeActivations == .int8 && pairsFitGroups {
-                int8Decode(host: host, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums), packs: packs, groupSize: groupSize,
+            if U.self == FourBitCodes.self && decodeActivations != .float32 {
+                int8Decode(terms: decodeActivations.int8Terms, host: host, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums), packs: packs, groupSize: groupSize,
                            rows: slice.range(of: weight.rows), out: out, space: UnsafeMutableRawPointer(groupSums + groups))
                 return
             }

@@ -19,8 +19,13 @@ public enum EngineRegistry {
     static let host = EngineProbe(devices: ["host CPU"], version: "built in")
 
     public static let entries: [Entry] = [
-        Entry(name: "cpu", summary: "Swift SIMD kernels with Dispatch threads", probe: { host }) { threads, _ in
+        Entry(name: "cpu", summary: "Swift SIMD kernels with Dispatch threads (4-bit decode splits activations into int8 terms where AVX-512 VNNI allows; float32 accuracy)",
+              probe: { host }) { threads, _ in
             try CPUEngine(threads: threads)
+        },
+        Entry(name: "cpu-f32", summary: "the cpu engine with float32 activations in 4-bit decode too (what cpu runs without AVX-512 VNNI)",
+              probe: { host }) { threads, _ in
+            try CPUEngine(threads: threads, decodeActivations: .float32)
         },
         Entry(name: "cpu-int8", summary: "the cpu engine with int8 activations in 4-bit decode matmuls (llama.cpp's numerics; AVX-512 VNNI)",
               probe: { CPUEngine.int8DecodeAvailable ? host : .unavailable("needs AVX-512 VNNI and a native build on such a CPU") }) { threads, _ in

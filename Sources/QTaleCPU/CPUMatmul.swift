@@ -6,7 +6,9 @@ extension CPUEngine {
     /// Inputs are first copied into a zero-padded scratch of `packsPerRow * 32` columns, so kernels
     /// run whole packs without tail cases (padded codes are zero, padded inputs are zero).
     /// - One token (decode): a fused dequant-dot per row that never materialises weights; each group
-    ///   contributes `scale * Σ code·x + offset * Σ x`, with `Σ x` per group precomputed once.
+    ///   contributes `scale * Σ code·x + offset * Σ x`, with `Σ x` per group precomputed once. For 4-bit
+    ///   weights with ``DecodeActivations/splitInt8`` or ``DecodeActivations/int8``, `Σ code·x` runs on
+    ///   int8 terms of `x` (`CPUInt8Decode.swift`).
     /// - A few tokens: each worker dequantizes 4 rows into its scratch and reuses them for every token.
     /// - Many tokens (prefill, scoring, calibration): each worker dequantizes 64 rows at a time and runs
     ///   the packed register-tiled GEMM of ``linear(input:weight:bias:output:slice:)`` on them.

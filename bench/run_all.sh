@@ -7,7 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 swift build -c release --product qtale >/dev/null
 q=.build/release/qtale
 out=bench/results
-python3 bench/generate.py --backends cpu cpu-int8 --json $out/generate-vs-llamacpp.json
+python3 bench/generate.py --backends cpu cpu-f32 cpu-int8 --json $out/generate-vs-llamacpp.json
 for backend in cpu opencl vulkan; do
   echo "== $backend: generate"
   $q bench generate --backend $backend --threads 2 --json $out/generate-$backend.json 2>/dev/null
@@ -16,7 +16,9 @@ for backend in cpu opencl vulkan; do
   echo "== $backend: kernels"
   $q bench kernels --backend $backend --threads 2 --json $out/kernels-$backend.json
 done
-echo "== cpu-int8: kernels"
-$q bench kernels --backend cpu-int8 --threads 2 --json $out/kernels-cpu-int8.json
+for backend in cpu-f32 cpu-int8; do
+  echo "== $backend: kernels"
+  $q bench kernels --backend $backend --threads 2 --json $out/kernels-$backend.json
+done
 echo "== routed decode: decisions on the host against the engine"
 bash bench/router_decisions.sh

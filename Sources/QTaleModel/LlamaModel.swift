@@ -340,7 +340,7 @@ public final class LlamaModel {
             return point == stopAfter
         }
         let m = x.rows
-        let normed = a.normed.rows(0..<m), q = a.query.rows(0..<m), k = a.key.rows(0..<m), v = a.value.rows(0..<m)
+        let normed = a.normed.rows(0..<m), q = a.query.rows(0..<m), k = a.key.rows(0..<m)
         let queriesAndKeys = a.queriesAndKeys.rows(0..<m)
         let attended = a.attended.rows(0..<m), gate = a.gate.rows(0..<m), up = a.up.rows(0..<m)
         let (fresh, keyPositions) = slots
@@ -351,11 +351,11 @@ public final class LlamaModel {
         if try reached(.attentionInput, normed) { return }
         try e.encode(w.query.apply(to: normed, output: q))
         try e.encode(w.key.apply(to: normed, output: k))
-        try e.encode(w.value.apply(to: normed, output: v))
+        // Values need no RoPE, so their projection writes straight into the cache: one launch fewer per block.
+        try e.encode(w.value.apply(to: normed, output: cache.values[l].rows(fresh)))
         // One RoPE over the query and key heads together (they share a buffer): one launch fewer per block.
         try e.encode(.rope(data: queriesAndKeys, positions: positions, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
         try e.encode(.copy(source: k, destination: cache.keys[l].rows(fresh)))
-        try e.encode(.copy(source: v, destination: cache.values[l].rows(fresh)))
         if let keyPositions { try e.encode(.copy(source: positions, destination: keyPositions.columns(fresh))) }
         try e.encode(.attention(query: q, keys: cache.keys[l].rows(visible), values: cache.values[l].rows(visible),
                                 queryPositions: positions, keyPositions: keyPositions?.columns(visible),
@@ -536,9 +536,9 @@ final class Activations {
     let tokens, positions, indices, compactPositions: TensorView
     /// `[batch × dModel]`: the residual stream, its compacted rows, and normed / projected scratch.
     let x, compact, normed, attended: TensorView
-    /// `[batch × nHeads*headDim]`, `[batch × nKVHeads*headDim]` ×2; query and key are the column ranges
-    /// of `queriesAndKeys`, so one RoPE rotates both.
-    let query, key, value, queriesAndKeys: TensorView
+    /// `[batch × nHeads*headDim]`, `[batch × nKVHeads*headDim]`: the column ranges of `queriesAndKeys`,
+    /// so one RoPE rotates both. (Values go straight into the KV cache.)
+    let query, key, queriesAndKeys: TensorView
     /// `[batch × ffnDim]` ×2
     let gate, up: TensorView
     /// `[batch × routerHidden]`, `[batch × 2]`
@@ -570,7 +570,6 @@ final class Activations {
         queriesAndKeys = try make(.float32, batch, queryColumns + keyColumns)
         query = queriesAndKeys.columns(0 ..< queryColumns)
         key = queriesAndKeys.columns(queryColumns ..< queryColumns + keyColumns)
-        value = try make(.float32, batch, c.nKVHeads * c.headDim)
         gate = try make(.float32, batch, c.ffnDim)
         up = try make(.float32, batch, c.ffnDim)
         routerHidden = try make(.float32, batch, max(1, routerWidth))

@@ -174,15 +174,23 @@ extension CPUEngine {
             let sums: SIMD16<Float> = _mm512_cvtepi32_ps(sum)
             return sums * activationScales.vector(at: 16 * quad)
         }
+        // Group of a pack: a shift for the usual power-of-two group sizes (a division per pack would
+        // cost more than the quad's arithmetic).
+        let groupShift = packsPerGroup.trailingZeroBitCount, powerOfTwo = packsPerGroup & (packsPerGroup - 1) == 0
+        @inline(__always) func group(_ pack: Int) -> Int { powerOfTwo ? pack >> groupShift : pack / packsPerGroup }
         /// The weight scale of each lane's pack; `count` packs of the quad exist.
         @inline(__always) func weightScales(_ quad: Int, count: Int) -> SIMD16<Float> {
-            var four = SIMD4<Float>()
             let first = packsPerQuad * quad
             if packsPerGroup == 1 && count == packsPerQuad {
-                four = _mm_cvtph_ps(_mm_loadl_epi64(UnsafeRawPointer(scales + first).assumingMemoryBound(to: __m128i.self)))
-            } else {
-                for i in 0..<count { four[i] = Float(scales[(first + i) / packsPerGroup]) }
+                let four: SIMD4<Float> = _mm_cvtph_ps(_mm_loadl_epi64(UnsafeRawPointer(scales + first).assumingMemoryBound(to: __m128i.self)))
+                return _mm512_permutexvar_ps(laneToPack, _mm512_castps128_ps512(four))
             }
+            if powerOfTwo && packsPerGroup >= packsPerQuad {
+                // Groups of whole quads: one scale for all four packs.
+                return SIMD16(repeating: Float(scales[first >> groupShift]))
+            }
+            var four = SIMD4<Float>()
+            for i in 0..<count { four[i] = Float(scales[group(first + i)]) }
             return _mm512_permutexvar_ps(laneToPack, _mm512_castps128_ps512(four))
         }
         var acc0 = SIMD16<Float>(), acc1 = SIMD16<Float>()

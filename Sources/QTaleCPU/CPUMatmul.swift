@@ -77,8 +77,9 @@ extension CPUEngine {
 
         if tokens == 1 {
             if U.self == FourBitCodes.self && decodeActivations != .float32 {
-                int8Decode(terms: decodeActivations.int8Terms, host: host, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums), packs: packs, groupSize: groupSize,
-                           rows: slice.range(of: weight.rows), out: out, space: UnsafeMutableRawPointer(groupSums + groups))
+                int8Decode(terms: decodeActivations.int8Terms, host: host, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums),
+                           packs: packs, groupSize: groupSize, rows: slice.range(of: weight.rows), out: out,
+                           space: UnsafeMutableRawPointer(groupSums + groups))
                 return
             }
             for n in slice.range(of: weight.rows) {

@@ -55,6 +55,8 @@ public enum KernelBenchmark {
         matmul("head", rows: d.vocab, columns: d.dModel, tokens: 1, bits: d.headBits, group: 32)
         if includeLarge {
             matmul("large", rows: 14336, columns: 4096, tokens: 1, bits: 4, group: 32)
+            // g128: the group size of the AWQ and GPTQ checkpoints qtale imports and writes.
+            matmul("large", rows: 14336, columns: 4096, tokens: 1, bits: 4, group: 128)
             matmul("large", rows: 14336, columns: 4096, tokens: 1, bits: 3, group: 64)
         }
         cases.append(Case(op: "rms_norm", shape: "T=1 C=\(d.dModel)", bytes: 12 * d.dModel, flops: 3 * Double(d.dModel)) { b in

@@ -1,9 +1,10 @@
 /*
  * matmul: output[t][n] = sum_k input[t][k] * dequantize(weight)[n][k]      (Op.matmul)
+ *         (output[t][n] += that sum when accumulate is 1)
  *
  * Bindings: 0 input (float), 1 codes (uchar), 2 scales (binary16), 3 offsets (binary16), 4 output (float)
  * Parameters: 0 bits, 1 groupSize, 2 K, 3 N, 4 codeBytesPerRow, 5 groupsPerRow, 6 T,
- *             7 inputOffset, 8 inputStride, 9 outputOffset, 10 outputStride
+ *             7 inputOffset, 8 inputStride, 9 outputOffset, 10 outputStride, 11 accumulate
  *
  * matmul_vec (T = 1, decode). Work-groups: (ceil(N / QTALE_MATVEC_ROWS), 1, 1). Each work-group
  *   computes QTALE_MATVEC_ROWS rows. First the work-group sums x over each quantization group into
@@ -256,7 +257,7 @@ QTALE_KERNEL void matmul_vec(__global const float *input, __global const uchar *
         }
     }
 #if QTALE_MATVEC_LANES == 1
-    if (active) output[QTALE_P(9) + n] = sum;
+    if (active) output[QTALE_P(9) + n] = QTALE_P(11) ? output[QTALE_P(9) + n] + sum : sum;
 #else
     __local float partial[QTALE_WG];
     partial[lid] = sum;
@@ -264,7 +265,7 @@ QTALE_KERNEL void matmul_vec(__global const float *input, __global const uchar *
     if (lane == 0 && active) {
         float total = 0.0f;
         for (int i = 0; i < QTALE_MATVEC_LANES; i++) total += partial[lid + i];
-        output[QTALE_P(9) + n] = total;
+        output[QTALE_P(9) + n] = QTALE_P(11) ? output[QTALE_P(9) + n] + total : total;
     }
 #endif
 }
@@ -322,7 +323,10 @@ QTALE_INLINE void qtale_tile(const __global float *input, const __global uchar *
     __global float *out = output + QTALE_P(9) + n;
     #pragma unroll
     for (int j = 0; j < QTALE_TILE_TOKENS; j++) {
-        if (t0 + j < T) out[(size_t)(t0 + j) * QTALE_P(10)] = qtale_sum16(acc[j]);
+        if (t0 + j < T) {
+            __global float *o = out + (size_t)(t0 + j) * QTALE_P(10);
+            *o = QTALE_P(11) ? *o + qtale_sum16(acc[j]) : qtale_sum16(acc[j]);
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 /*
- * matmul_mat: output[t][n] = sum_k input[t][k] * dequantize(weight)[n][k], several tokens (prefill).
+ * matmul_mat: output[t][n] = sum_k input[t][k] * dequantize(weight)[n][k], several tokens (prefill);
+ * output[t][n] += that sum when accumulate is 1.
  * Must match ReferenceEngine.matmul (float32 accumulation here).
  *
  * Bindings (set 0), whole engine buffers:
@@ -10,7 +11,7 @@
  *   4 output   storage buffer, float32
  * (texel buffers: see matmul_vec.comp).
  * Push constants: bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T, inputOffset,
- *                 inputStride, outputOffset, outputStride.
+ *                 inputStride, outputOffset, outputStride, accumulate.
  * Work-groups:    (ceil(N / KernelPlanner.matmulTileRows), ceil(T / KernelPlanner.matmulTileTokens)):
  *                 a tile of TILE_ROWS rows × TILE_TOKENS tokens, worked by LANES = TILE_ROWS / RPI
  *                 invocations (the work-group size; see matmul_vec.comp). Invocation i owns RPI rows
@@ -49,10 +50,10 @@ layout(set = 0, binding = 0) uniform samplerBuffer inputs;
 layout(set = 0, binding = 1) uniform usamplerBuffer codes;
 layout(set = 0, binding = 2) uniform usamplerBuffer scales;
 layout(set = 0, binding = 3) uniform usamplerBuffer offsets;
-layout(set = 0, binding = 4) restrict writeonly buffer Output { float outputs[]; };
+layout(set = 0, binding = 4) restrict buffer Output { float outputs[]; };
 
 layout(push_constant) uniform Parameters {
-    int bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T, inputOffset, inputStride, outputOffset, outputStride;
+    int bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T, inputOffset, inputStride, outputOffset, outputStride, accumulate;
 } p;
 
 int rows[MAX_RPI];                 // the invocation's rows (clamped into range)
@@ -206,7 +207,10 @@ void store(int r, int t0, uint n) {
     if (n >= uint(p.N)) return;
     int o = p.outputOffset + int(n);
     for (int t = 0; t < PASS_TOKENS; t++) {
-        if (t0 + t < p.T) outputs[o + (t0 + t) * p.outputStride] = acc[4 * r + t];
+        if (t0 + t < p.T) {
+            int i = o + (t0 + t) * p.outputStride;
+            outputs[i] = p.accumulate != 0 ? outputs[i] + acc[4 * r + t] : acc[4 * r + t];
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 /*
- * matmul_vec: output[0][n] = sum_k input[0][k] * dequantize(weight)[n][k], one token (decode).
+ * matmul_vec: output[0][n] = sum_k input[0][k] * dequantize(weight)[n][k], one token (decode);
+ * output[0][n] += that sum when accumulate is 1.
  * Must match ReferenceEngine.matmul (float32 accumulation here).
  *
  * Bindings (set 0), whole engine buffers:
@@ -12,7 +13,7 @@
  * Texel buffers because llvmpipe fetches a texel for every invocation at once but loads storage
  * buffers one invocation at a time (see VulkanBinding in Sources/QTaleVulkan/VulkanPipelines.swift).
  * Push constants: bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T (= 1), inputOffset,
- *                 inputStride, outputOffset, outputStride.
+ *                 inputStride, outputOffset, outputStride, accumulate.
  * Work-groups:    (ceil(N / ROWS), 1), ROWS = KernelPlanner.matvecRowsPerGroup, of LANES = ROWS / RPI
  *                 invocations (not QTALE_WG: the grid depends on ROWS only, and on llvmpipe idle
  *                 invocations still run all code outside loops). Invocation i computes the RPI rows
@@ -50,10 +51,10 @@ layout(set = 0, binding = 0) uniform samplerBuffer inputs;
 layout(set = 0, binding = 1) uniform usamplerBuffer codes;
 layout(set = 0, binding = 2) uniform usamplerBuffer scales;
 layout(set = 0, binding = 3) uniform usamplerBuffer offsets;
-layout(set = 0, binding = 4) restrict writeonly buffer Output { float outputs[]; };
+layout(set = 0, binding = 4) restrict buffer Output { float outputs[]; };
 
 layout(push_constant) uniform Parameters {
-    int bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T, inputOffset, inputStride, outputOffset, outputStride;
+    int bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T, inputOffset, inputStride, outputOffset, outputStride, accumulate;
 } p;
 
 vec4 x[8];   // the 32 inputs of the current pack: x[i] holds k = 4i .. 4i+3
@@ -247,7 +248,10 @@ void tail(int bits, ivec4 rows, ivec4 rows2, inout vec4 acc, inout vec4 acc2) {
 }
 
 void store(uint n, float value) {
-    if (n < uint(p.N)) outputs[p.outputOffset + int(n)] = value;
+    if (n < uint(p.N)) {
+        int o = p.outputOffset + int(n);
+        outputs[o] = p.accumulate != 0 ? outputs[o] + value : value;
+    }
 }
 
 void main() {

@@ -111,7 +111,7 @@ public final class CPUEngine: ComputeEngine {
     func sliceCount(_ op: Op) -> Int {
         let work: Int
         switch op {
-        case let .matmul(input, weight, _):
+        case let .matmul(input, weight, _, _):
             // Decode: rows; few tokens: 4-row blocks, over-split so faster workers take more; many tokens:
             // chunks of dequantized rows for the GEMM, two per thread.
             if input.rows == 1 { return min(threads, max(1, weight.rows / 64)) }
@@ -148,8 +148,8 @@ public final class CPUEngine: ComputeEngine {
             embed(table: table, tokens: tokens, output: output, slice: slice)
         case let .rmsNorm(input, weight, epsilon, output):
             rmsNorm(input: input, weight: weight, epsilon: epsilon, output: output, slice: slice)
-        case let .matmul(input, weight, output):
-            matmul(input: input, weight: weight, output: output, slice: slice)
+        case let .matmul(input, weight, output, accumulate):
+            matmul(input: input, weight: weight, output: output, accumulate: accumulate, slice: slice)
         case let .rope(data, positions, headDim, ropeDims, base):
             rope(data: data, positions: positions, headDim: headDim, ropeDims: ropeDims, base: base, slice: slice)
         case let .attention(query, keys, values, queryPositions, keyPositions, heads, kvHeads, headDim, output):

@@ -53,18 +53,19 @@ extension CPUEngine {
     /// the padded input and group sums.
     static func int8ActivationFloats(packs: Int) -> Int { (packs + packsPerQuad - 1) / packsPerQuad * (32 * maxInt8Terms + 16) }
 
-    /// One token through 4-bit weights with the input split into `terms` int8 terms: rows `rows` of `out`.
+    /// One token through 4-bit weights with the input split into `terms` int8 terms: rows `rows` of `out`
+    /// (added to them with `accumulate`).
     /// `x` is the zero-padded input (`packs * 32` floats), `groupSums` its per-group sums, `space` at
     /// least ``int8ActivationFloats(packs:)`` floats of this worker's scratch.
     func int8Decode(terms: Int, host: HostQuantizedMatrix, x: UnsafePointer<Float>, groupSums: UnsafePointer<Float>, packs: Int,
-                    groupSize: Int, rows: Range<Int>, out: UnsafeMutablePointer<Float>, space: UnsafeMutableRawPointer) {
+                    groupSize: Int, rows: Range<Int>, out: UnsafeMutablePointer<Float>, accumulate: Bool, space: UnsafeMutableRawPointer) {
         #if QTALE_AVX512_VNNI
         // One specialisation per term count, so the kernel's term loops unroll.
         switch terms {
         case 1: int8Decode(OneInt8Term.self, host: host, x: x, groupSums: groupSums, packs: packs, groupSize: groupSize,
-                           rows: rows, out: out, space: space)
+                           rows: rows, out: out, accumulate: accumulate, space: space)
         default: int8Decode(ThreeInt8Terms.self, host: host, x: x, groupSums: groupSums, packs: packs, groupSize: groupSize,
-                            rows: rows, out: out, space: space)
+                            rows: rows, out: out, accumulate: accumulate, space: space)
         }
         #else
         preconditionFailure("int8 decode needs AVX-512 VNNI (CPUEngine.int8DecodeAvailable)")
@@ -74,14 +75,15 @@ extension CPUEngine {
     #if QTALE_AVX512_VNNI
     private func int8Decode<Terms: Int8TermCount>(_: Terms.Type, host: HostQuantizedMatrix, x: UnsafePointer<Float>,
                                                   groupSums: UnsafePointer<Float>, packs: Int, groupSize: Int, rows: Range<Int>,
-                                                  out: UnsafeMutablePointer<Float>, space: UnsafeMutableRawPointer) {
+                                                  out: UnsafeMutablePointer<Float>, accumulate: Bool, space: UnsafeMutableRawPointer) {
         let quads = (packs + Self.packsPerQuad - 1) / Self.packsPerQuad
         let activations = space.bindMemory(to: Int8.self, capacity: 128 * Terms.count * quads)
         let scales = (space + 128 * Terms.count * quads).bindMemory(to: Float.self, capacity: 16 * quads)
         Self.quantizeActivations(Terms.self, x, packs: packs, into: activations, scales: scales)
         for n in rows {
-            out[n] = Self.int8DotRow(Terms.self, host: host, row: n, activations: UnsafePointer(activations),
-                                     activationScales: UnsafePointer(scales), groupSums: groupSums, packs: packs, groupSize: groupSize)
+            let sum = Self.int8DotRow(Terms.self, host: host, row: n, activations: UnsafePointer(activations),
+                                      activationScales: UnsafePointer(scales), groupSums: groupSums, packs: packs, groupSize: groupSize)
+            out[n] = accumulate ? out[n] + sum : sum
         }
     }
 

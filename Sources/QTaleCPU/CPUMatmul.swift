@@ -1,7 +1,7 @@
 import QTaleCore
 
 extension CPUEngine {
-    /// `output = input · dequantize(weight)ᵀ`.
+    /// `output = input · dequantize(weight)ᵀ`, or `output +=` that product with `accumulate`.
     ///
     /// Inputs are first copied into a zero-padded scratch of `packsPerRow * 32` columns, so kernels
     /// run whole packs without tail cases (padded codes are zero, padded inputs are zero).
@@ -13,11 +13,11 @@ extension CPUEngine {
     /// - Many tokens (prefill, scoring, calibration): each worker dequantizes 64 rows at a time and runs
     ///   the packed register-tiled GEMM of ``linear(input:weight:bias:output:slice:)`` on them.
     /// Numerics: float32 accumulation, reassociated; tests compare with the reference by NMSE.
-    func matmul(input: TensorView, weight: QuantizedMatrix, output: TensorView, slice: WorkSlice) {
+    func matmul(input: TensorView, weight: QuantizedMatrix, output: TensorView, accumulate: Bool, slice: WorkSlice) {
         switch weight.format.bits {
-        case 4: matmul(FourBitCodes.self, input: input, weight: weight, output: output, slice: slice)
-        case 8: matmul(EightBitCodes.self, input: input, weight: weight, output: output, slice: slice)
-        default: matmul(ThreeBitCodes.self, input: input, weight: weight, output: output, slice: slice)
+        case 4: matmul(FourBitCodes.self, input: input, weight: weight, output: output, accumulate: accumulate, slice: slice)
+        case 8: matmul(EightBitCodes.self, input: input, weight: weight, output: output, accumulate: accumulate, slice: slice)
+        default: matmul(ThreeBitCodes.self, input: input, weight: weight, output: output, accumulate: accumulate, slice: slice)
         }
     }
 
@@ -28,7 +28,7 @@ extension CPUEngine {
     static let dequantizedChunkRows = 64
 
     private func matmul<U: CodeUnpacker>(_ unpacker: U.Type, input: TensorView, weight: QuantizedMatrix,
-                                         output: TensorView, slice: WorkSlice) {
+                                         output: TensorView, accumulate: Bool, slice: WorkSlice) {
         let host = HostQuantizedMatrix(weight, in: store)
         let tokens = input.rows, columns = weight.columns
         let packs = weight.format.packsPerRow(columns: columns)
@@ -50,7 +50,7 @@ extension CPUEngine {
                 }
                 Self.packedLinear(x: x, xStride: input.rowStride, w: UnsafePointer(dense), wStride: paddedColumns, bias: nil,
                                   out: out + first, outStride: output.rowStride, tokens: tokens, inner: columns,
-                                  columns: 0..<count)
+                                  columns: 0..<count, addingToOutput: accumulate)
             }
             return
         }
@@ -79,12 +79,13 @@ extension CPUEngine {
             if U.self == FourBitCodes.self && decodeActivations != .float32 {
                 int8Decode(terms: decodeActivations.int8Terms, host: host, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums),
                            packs: packs, groupSize: groupSize, rows: slice.range(of: weight.rows), out: out,
-                           space: UnsafeMutableRawPointer(groupSums + groups))
+                           accumulate: accumulate, space: UnsafeMutableRawPointer(groupSums + groups))
                 return
             }
             for n in slice.range(of: weight.rows) {
-                out[n] = Self.dotRow(U.self, host: host, row: n, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums),
-                                     packs: packs, groupSize: groupSize)
+                let sum = Self.dotRow(U.self, host: host, row: n, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums),
+                                      packs: packs, groupSize: groupSize)
+                out[n] = accumulate ? out[n] + sum : sum
             }
             return
         }
@@ -101,7 +102,10 @@ extension CPUEngine {
             for t in 0..<tokens {
                 let xt = UnsafePointer(x + t * paddedColumns)
                 let sums = Self.dot4(UnsafePointer(w), stride: paddedColumns, x: xt, count: paddedColumns)
-                for r in 0..<count { out[t * outStride + first + r] = sums[r] }
+                for r in 0..<count {
+                    let o = t * outStride + first + r
+                    out[o] = accumulate ? out[o] + sums[r] : sums[r]
+                }
             }
         }
     }
@@ -246,11 +250,13 @@ extension CPUEngine {
     @inline(__always)
     static func usesPackedLinear(tokens: Int, outputs: Int) -> Bool { tokens >= 16 && outputs >= 16 }
 
-    /// Columns `columns` of `out[t][n] = Σ_k x[t][k]·w[n][k] + bias[n]` with the packed GEMM.
-    /// Allocates its packing buffers per call (well under a millisecond against the product it serves).
+    /// Columns `columns` of `out[t][n] = Σ_k x[t][k]·w[n][k] + bias[n]` with the packed GEMM (`+=` with
+    /// `addingToOutput`, and then no bias). Allocates its packing buffers per call (well under a
+    /// millisecond against the product it serves).
     static func packedLinear(x: UnsafePointer<Float>, xStride: Int, w: UnsafePointer<Float>, wStride: Int,
                              bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>, outStride: Int,
-                             tokens: Int, inner: Int, columns: Range<Int>) {
+                             tokens: Int, inner: Int, columns: Range<Int>, addingToOutput: Bool = false) {
+        precondition(!(addingToOutput && bias != nil), "packedLinear: a bias or an accumulation, not both")
         let mr = linearMR, nr = linearNR, kc = min(linearKC, inner)
         let weightPanels = UnsafeMutablePointer<Float>.allocate(capacity: linearNC * kc)
         let inputPanels = UnsafeMutablePointer<Float>.allocate(capacity: linearMC * kc)
@@ -271,7 +277,7 @@ extension CPUEngine {
             var pc = 0
             while pc < inner {
                 let kb = min(kc, inner - pc)
-                let accumulate = pc > 0 || bias != nil
+                let accumulate = pc > 0 || bias != nil || addingToOutput
                 packPanels(w + jc * wStride + pc, stride: wStride, rows: nb, inner: kb, width: linearNR, into: weightPanels)
                 var ic = 0
                 while ic < tokens {

@@ -29,7 +29,7 @@ final class CPUScratch {
     /// Scratch floats one worker needs for `op`.
     static func floatsNeeded(by op: Op) -> Int {
         switch op {
-        case let .matmul(input, weight, _):
+        case let .matmul(input, weight, _, _):
             let padded = weight.format.packsPerRow(columns: weight.columns) * QuantizationFormat.codesPerPack
             if CPUEngine.usesPackedLinear(tokens: input.rows, outputs: weight.rows) { return CPUEngine.dequantizedChunkRows * padded }
             // After the padded inputs and group sums: the few-token tile, or the int8 activations of decode.

@@ -82,6 +82,20 @@ public enum ConformanceCatalog {
                     }
                 }
             }
+        } + matmulAccumulating
+    }
+
+    /// `output +=` the product (a residual connection): decode, few-token and many-token paths, every bit
+    /// width, into a strided output that already holds values.
+    static var matmulAccumulating: [ConformanceCase] {
+        [(1, 576, 192), (1, 80, 9), (7, 200, 37), (33, 128, 130)].flatMap { tokens, k, n in
+            [(4, 32), (8, 32), (3, 64), (4, 128)].map { bits, group in
+                ConformanceCase(op: "matmul", parameters: "w\(bits)g\(group), T=\(tokens) K=\(k) N=\(n), accumulate", maxNMSE: 1e-10) { b in
+                    let w = try b.quantized(bits: bits, groupSize: group, rows: n, columns: k)
+                    let output = try b.output(tokens, n, rowStride: n + 3, initialRange: -4...4)
+                    return .matmul(input: try b.input(tokens, k), weight: w, output: output, accumulate: true)
+                }
+            }
         }
     }
 

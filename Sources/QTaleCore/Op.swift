@@ -14,9 +14,10 @@ public enum Op: Sendable, CustomStringConvertible {
     /// May run in place.
     case rmsNorm(input: TensorView, weight: TensorView, epsilon: Float, output: TensorView)
 
-    /// `output[t][n] = Σ_k input[t][k] * dequantize(weight)[n][k]`: `[T × K] · [N × K]ᵀ → [T × N]`.
+    /// `output[t][n] = Σ_k input[t][k] * dequantize(weight)[n][k]`: `[T × K] · [N × K]ᵀ → [T × N]`;
+    /// with `accumulate`, `output[t][n] +=` that sum (a residual connection in the same launch).
     /// Engines pick matrix-vector kernels for `T = 1` (decode) and matrix-matrix kernels for prefill.
-    case matmul(input: TensorView, weight: QuantizedMatrix, output: TensorView)
+    case matmul(input: TensorView, weight: QuantizedMatrix, output: TensorView, accumulate: Bool = false)
 
     /// Rotary position embedding in place, GGUF LLaMA layout ("normal" mode): in each head of
     /// `headDim` channels, pairs `(2i, 2i+1)` for `2i < ropeDims` rotate by `positions[t] * base^(-2i/ropeDims)`.
@@ -87,7 +88,7 @@ public enum Op: Sendable, CustomStringConvertible {
         switch self {
         case let .embed(table, tokens, _): "embed(\(table), tokens: \(tokens.columns))"
         case let .rmsNorm(input, _, _, _): "rms_norm(\(input.rows)×\(input.columns))"
-        case let .matmul(input, weight, _): "matmul(\(input.rows)×\(input.columns) · \(weight))"
+        case let .matmul(input, weight, _, accumulate): "matmul(\(input.rows)×\(input.columns) · \(weight)\(accumulate ? ", accumulate" : ""))"
         case let .rope(data, _, headDim, ropeDims, _): "rope(\(data.rows)×\(data.columns), head \(headDim), dims \(ropeDims))"
         case let .attention(query, keys, _, _, _, heads, kvHeads, headDim, _):
             "attention(T=\(query.rows), S=\(keys.rows), heads \(heads)/\(kvHeads), dim \(headDim))"
@@ -109,7 +110,9 @@ extension Op {
         switch self {
         case let .embed(_, tokens, _): body(tokens)
         case let .rmsNorm(input, weight, _, _): body(input); body(weight)
-        case let .matmul(input, _, _): body(input)
+        case let .matmul(input, _, output, accumulate):
+            body(input)
+            if accumulate { body(output) }
         case let .rope(data, positions, _, _, _): body(data); body(positions)
         case let .attention(query, keys, values, queryPositions, keyPositions, _, _, _, _):
             body(query); body(keys); body(values); body(queryPositions)
@@ -130,7 +133,7 @@ extension Op {
     /// Calls `body` with every view the op writes.
     @inlinable public func forEachWrite(_ body: (TensorView) -> Void) {
         switch self {
-        case let .embed(_, _, output), let .rmsNorm(_, _, _, output), let .matmul(_, _, output),
+        case let .embed(_, _, output), let .rmsNorm(_, _, _, output), let .matmul(_, _, output, _),
              let .attention(_, _, _, _, _, _, _, _, output), let .swiGLU(_, _, output), let .add(_, _, output),
              let .linear(_, _, _, output), let .silu(_, output), let .gatherRows(_, _, output), let .scatterRows(_, _, output):
             body(output)

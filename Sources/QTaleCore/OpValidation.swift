@@ -28,7 +28,7 @@ public enum OpValidation {
             try sameShape(input, output)
             try require(weight.rows == 1 && weight.columns == input.columns, "weight must be [1 × \(input.columns)]")
             try require(epsilon >= 0 && epsilon.isFinite, "epsilon must be finite and ≥ 0")
-        case let .matmul(input, weight, output):
+        case let .matmul(input, weight, output, _):
             try float(input, output)
             try require(input.columns == weight.columns, "input has \(input.columns) columns, weight expects \(weight.columns)")
             try require(output.rows == input.rows && output.columns == weight.rows, "output must be [\(input.rows) × \(weight.rows)]")

@@ -37,13 +37,13 @@ public enum KernelPlanner {
             return KernelLaunch(kernel: .rmsNorm, bindings: KernelBindings(input.buffer, weight.buffer, output.buffer),
                                 parameters: p, groups: (input.rows, 1, 1))
 
-        case let .matmul(input, weight, output):
+        case let .matmul(input, weight, output, accumulate):
             // params: bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T,
-            //         inputOffset, inputStride, outputOffset, outputStride
+            //         inputOffset, inputStride, outputOffset, outputStride, accumulate (0 or 1)
             p.append(weight.format.bits); p.append(weight.format.groupSize); p.append(weight.columns); p.append(weight.rows)
             p.append(weight.format.codeBytesPerRow(columns: weight.columns)); p.append(weight.format.groupsPerRow(columns: weight.columns))
             p.append(input.rows); p.append(elements(input)); p.append(input.rowStride)
-            p.append(elements(output)); p.append(output.rowStride)
+            p.append(elements(output)); p.append(output.rowStride); p.append(accumulate ? 1 : 0)
             let bindings = KernelBindings(input.buffer, weight.codes, weight.scales, weight.offsets, output.buffer)
             if input.rows == 1 {
                 return KernelLaunch(kernel: .matmulVector, bindings: bindings, parameters: p,

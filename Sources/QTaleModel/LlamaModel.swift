@@ -345,6 +345,19 @@ public final class LlamaModel {
         let attended = a.attended.rows(0..<m), gate = a.gate.rows(0..<m), up = a.up.rows(0..<m)
         let (fresh, keyPositions) = slots
         let visible = 0..<fresh.upperBound
+        // `x += weight · input`. Quantized weights accumulate into `x` in the matmul itself (one launch
+        // fewer per residual); observed or truncated blocks keep the projection in `scratch` for the probe.
+        func addProjection(_ weight: LinearWeight, of input: TensorView, through scratch: TensorView,
+                           probe: BlockProbePoint) throws -> Bool {
+            if case let .quantized(matrix) = weight, observe == nil, stopAfter == nil {
+                try e.encode(.matmul(input: input, weight: matrix, output: x, accumulate: true))
+                return false
+            }
+            try e.encode(weight.apply(to: input, output: scratch))
+            if try reached(probe, scratch) { return true }
+            try e.encode(.add(x, scratch, output: x))
+            return false
+        }
 
         // Attention: x += Wo · attention(rope(Wq·n), cache ∪ rope(Wk·n), cache ∪ Wv·n), n = rmsNorm(x)
         try e.encode(.rmsNorm(input: x, weight: w.attentionNorm, epsilon: c.normEpsilon, output: normed))
@@ -361,9 +374,7 @@ public final class LlamaModel {
                                 queryPositions: positions, keyPositions: keyPositions?.columns(visible),
                                 heads: c.nHeads, kvHeads: c.nKVHeads, headDim: c.headDim, output: attended))
         if try reached(.attended, attended) { return }
-        try e.encode(w.attentionOutput.apply(to: attended, output: normed))
-        if try reached(.attentionOutput, normed) { return }
-        try e.encode(.add(x, normed, output: x))
+        if try addProjection(w.attentionOutput, of: attended, through: normed, probe: .attentionOutput) { return }
         // MLP: x += W_down · (silu(W_gate·n) ⊙ W_up·n), n = rmsNorm(x)
         try e.encode(.rmsNorm(input: x, weight: w.ffnNorm, epsilon: c.normEpsilon, output: normed))
         if try reached(.mlpInput, normed) { return }
@@ -371,9 +382,7 @@ public final class LlamaModel {
         try e.encode(w.up.apply(to: normed, output: up))
         try e.encode(.swiGLU(gate: gate, up: up, output: gate))
         if try reached(.mlpHidden, gate) { return }
-        try e.encode(w.down.apply(to: gate, output: normed))
-        if try reached(.mlpOutput, normed) { return }
-        try e.encode(.add(x, normed, output: x))
+        if try addProjection(w.down, of: gate, through: normed, probe: .mlpOutput) { return }
     }
 
     /// KV-cache bytes in use.

@@ -11,13 +11,14 @@ extension ReferenceEngine {
     }
 
     /// `output = input · dequantize(weight)ᵀ`, float64 accumulation.
-    func matmul(input: TensorView, weight: QuantizedMatrix, output: TensorView) {
+    func matmul(input: TensorView, weight: QuantizedMatrix, output: TensorView, accumulate: Bool) {
         let host = HostQuantizedMatrix(weight, in: store)
         let x = matrix(input)
+        let initial = accumulate ? matrix(output) : nil
         for n in 0..<weight.rows {
             let w = (0..<weight.columns).map { Double(host.weight(row: n, column: $0)) }
             for t in 0..<input.rows {
-                var sum = 0.0
+                var sum = initial?[t][n] ?? 0
                 for k in 0..<weight.columns { sum += x[t][k] * w[k] }
                 set(output, t, n, sum)
             }

@@ -30,8 +30,8 @@ public final class ReferenceEngine: ComputeEngine {
             embed(table: table, tokens: tokens, output: output)
         case let .rmsNorm(input, weight, epsilon, output):
             rmsNorm(input: input, weight: weight, epsilon: epsilon, output: output)
-        case let .matmul(input, weight, output):
-            matmul(input: input, weight: weight, output: output)
+        case let .matmul(input, weight, output, accumulate):
+            matmul(input: input, weight: weight, output: output, accumulate: accumulate)
         case let .rope(data, positions, headDim, ropeDims, base):
             rope(data: data, positions: positions, headDim: headDim, ropeDims: ropeDims, base: base)
         case let .attention(query, keys, values, queryPositions, keyPositions, heads, kvHeads, headDim, output):

@@ -27,9 +27,9 @@ final class ConformanceSelfTests: XCTestCase {
         func encode(_ op: Op) throws {
             try inner.encode(op)
             switch (defect, op) {
-            case let (.perturbMatmul, .matmul(_, _, output)):
+            case let (.perturbMatmul, .matmul(_, _, output, _)):
                 inner.store.pointer(output, as: Float.self)[0] += 0.05
-            case let (.overrunOutput, .matmul(_, _, output)):
+            case let (.overrunOutput, .matmul(_, _, output, _)):
                 inner.store.pointer(output, as: Float.self)[output.rows * output.rowStride] = 0
             case let (.nanNorm, .rmsNorm(_, _, _, output)):
                 inner.store.pointer(output, as: Float.self)[1] = .nan

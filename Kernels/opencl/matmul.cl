@@ -4,7 +4,8 @@
  *
  * Bindings: 0 input (float), 1 codes (uchar), 2 scales (binary16), 3 offsets (binary16), 4 output (float)
  * Parameters: 0 bits, 1 groupSize, 2 K, 3 N, 4 codeBytesPerRow, 5 groupsPerRow, 6 T,
- *             7 inputOffset, 8 inputStride, 9 outputOffset, 10 outputStride, 11 accumulate
+ *             7 inputOffset, 8 inputStride, 9 outputOffset, 10 outputStride, 11 accumulate,
+ *             12 firstRow (the weight buffers' row that is row 0 of the matrix)
  *
  * matmul_vec (T = 1, decode). Work-groups: (ceil(N / QTALE_MATVEC_ROWS), 1, 1). Each work-group
  *   computes QTALE_MATVEC_ROWS rows. First the work-group sums x over each quantization group into
@@ -242,9 +243,10 @@ QTALE_KERNEL void matmul_vec(__global const float *input, __global const uchar *
 
     float sum = 0.0f;
     if (active) {
-        const __global uchar *rowCodes = codes + (size_t)n * QTALE_P(4);
-        const __global half *rowScales = scales + (size_t)n * groups;
-        const __global half *rowOffsets = offsets + (size_t)n * groups;
+        const size_t row = (size_t)(QTALE_P(12) + n);
+        const __global uchar *rowCodes = codes + row * QTALE_P(4);
+        const __global half *rowScales = scales + row * groups;
+        const __global half *rowOffsets = offsets + row * groups;
         const int rowsLeft = N - n;
         if (useSums) {
             if (bits == 4) sum = qtale_row_dot_sums(x, rowCodes, rowScales, rowOffsets, sx, K, groupSize, groups, rowsLeft, lane, 4);
@@ -279,9 +281,10 @@ QTALE_INLINE void qtale_tile(const __global float *input, const __global uchar *
     const int fullPacks = K >> 5;
     const int packsPerGroup = groupSize >> 5;
     const int groups = QTALE_P(5);
-    const __global uchar *rowCodes = codes + (size_t)n * QTALE_P(4);
-    const __global half *rowScales = scales + (size_t)n * QTALE_P(5);
-    const __global half *rowOffsets = offsets + (size_t)n * QTALE_P(5);
+    const size_t row = (size_t)(QTALE_P(12) + n);
+    const __global uchar *rowCodes = codes + row * QTALE_P(4);
+    const __global half *rowScales = scales + row * QTALE_P(5);
+    const __global half *rowOffsets = offsets + row * QTALE_P(5);
     /* Tokens past T repeat the last token (valid memory); their sums are not stored. */
     const __global float *x[QTALE_TILE_TOKENS];
     #pragma unroll

@@ -4,7 +4,8 @@
  * Bindings (set 0): 0 codes (packed, read as uint words), 1 scales (binary16 pairs in uint words),
  *                   2 offsets (likewise), 3 tokens (int32), 4 output (float32).
  * Push constants:   bits, groupSize, columns, codeBytesPerRow, groupsPerRow, tokensOffset,
- *                   outputOffset, outputStride (offsets and strides in elements).
+ *                   outputOffset, outputStride (offsets and strides in elements), firstRow (the
+ *                   buffers' row that is row 0 of the table).
  * Work-groups:      (ceil(columns / QTALE_WG), T); invocation x owns column c = global x of token y.
  * w = scale * code + offset in float32, as QuantizedMatrix.weight computes it.
  */
@@ -22,7 +23,7 @@ layout(set = 0, binding = 3) readonly buffer Tokens { int tokens[]; };
 layout(set = 0, binding = 4) writeonly buffer Output { float outputs[]; };
 
 layout(push_constant) uniform Parameters {
-    int bits, groupSize, columns, codeBytesPerRow, groupsPerRow, tokensOffset, outputOffset, outputStride;
+    int bits, groupSize, columns, codeBytesPerRow, groupsPerRow, tokensOffset, outputOffset, outputStride, firstRow;
 } p;
 
 /* Code `c` of the row whose packed codes start at byte `rowByte` (packs are word aligned). */
@@ -52,7 +53,7 @@ void main() {
     uint c = gl_GlobalInvocationID.x;
     uint t = gl_WorkGroupID.y;
     if (c >= uint(p.columns)) return;
-    uint row = uint(tokens[p.tokensOffset + int(t)]);
+    uint row = uint(p.firstRow + tokens[p.tokensOffset + int(t)]);   // a row of the buffers
     uint g = row * uint(p.groupsPerRow) + c / uint(p.groupSize);
     float scale = halfAt(scales[g >> 1], g);
     float offset = halfAt(offsets[g >> 1], g);

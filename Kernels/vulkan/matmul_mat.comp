@@ -11,7 +11,8 @@
  *   4 output   storage buffer, float32
  * (texel buffers: see matmul_vec.comp).
  * Push constants: bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T, inputOffset,
- *                 inputStride, outputOffset, outputStride, accumulate.
+ *                 inputStride, outputOffset, outputStride, accumulate, firstRow (the weight
+ *                 buffers' row that is row 0 of the matrix; row indices below are buffer rows).
  * Work-groups:    (ceil(N / KernelPlanner.matmulTileRows), ceil(T / KernelPlanner.matmulTileTokens)):
  *                 a tile of TILE_ROWS rows × TILE_TOKENS tokens, worked by LANES = TILE_ROWS / RPI
  *                 invocations (the work-group size; see matmul_vec.comp). Invocation i owns RPI rows
@@ -53,10 +54,10 @@ layout(set = 0, binding = 3) uniform usamplerBuffer offsets;
 layout(set = 0, binding = 4) restrict buffer Output { float outputs[]; };
 
 layout(push_constant) uniform Parameters {
-    int bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T, inputOffset, inputStride, outputOffset, outputStride, accumulate;
+    int bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T, inputOffset, inputStride, outputOffset, outputStride, accumulate, firstRow;
 } p;
 
-int rows[MAX_RPI];                 // the invocation's rows (clamped into range)
+int rows[MAX_RPI];                 // the invocation's rows (clamped into range), as rows of the buffers
 vec4 cw[MAX_RPI * 8];              // decoded codes of the current pack, slot r: cw[8r + i] pairs with xs[i]
 float scaleOf[MAX_RPI], offsetOf[MAX_RPI];
 vec4 x[8];                         // one token's 32 inputs of the pack
@@ -126,7 +127,7 @@ void decode(int r, int pk, int g) {
     } else {
         // A 12-byte pack may straddle two texels; the second is fetched only when it exists.
         int word = row * (p.codeBytesPerRow / 4) + 3 * pk, t = word >> 2, s = word & 3;
-        int lastTexel = (p.N * p.codeBytesPerRow - 1) / 16;
+        int lastTexel = ((p.firstRow + p.N) * p.codeBytesPerRow - 1) / 16;
         uvec4 a = texelFetch(codes, t), b = texelFetch(codes, min(t + 1, lastTexel));
         uint w0 = pick(a, b, s), w1 = pick(a, b, s + 1), w2 = pick(a, b, s + 2);
         cw[8 * r + 0] = codes3(w0, 0u, w2, 0u);  cw[8 * r + 1] = codes3(w1, 0u, w2, 4u);
@@ -220,7 +221,7 @@ void main() {
     uint base = gl_WorkGroupID.x * TILE_ROWS + lid;
     for (int r = 0; r < MAX_RPI; r++) {
         uint n = base + uint(r) * ACTIVE;
-        rows[r] = n < uint(p.N) ? int(n) : 0;
+        rows[r] = p.firstRow + (n < uint(p.N) ? int(n) : 0);   // a row of the weight buffers
     }
     int packsPerGroup = p.groupSize / 32, fullPacks = p.K / 32;
     for (int t0 = int(gl_WorkGroupID.y) * TILE_TOKENS; t0 < min(p.T, int(gl_WorkGroupID.y + 1u) * TILE_TOKENS); t0 += PASS_TOKENS) {

@@ -13,7 +13,8 @@
  * Texel buffers because llvmpipe fetches a texel for every invocation at once but loads storage
  * buffers one invocation at a time (see VulkanBinding in Sources/QTaleVulkan/VulkanPipelines.swift).
  * Push constants: bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T (= 1), inputOffset,
- *                 inputStride, outputOffset, outputStride, accumulate.
+ *                 inputStride, outputOffset, outputStride, accumulate, firstRow (the weight
+ *                 buffers' row that is row 0 of the matrix; row indices below are buffer rows).
  * Work-groups:    (ceil(N / ROWS), 1), ROWS = KernelPlanner.matvecRowsPerGroup, of LANES = ROWS / RPI
  *                 invocations (not QTALE_WG: the grid depends on ROWS only, and on llvmpipe idle
  *                 invocations still run all code outside loops). Invocation i computes the RPI rows
@@ -54,7 +55,7 @@ layout(set = 0, binding = 3) uniform usamplerBuffer offsets;
 layout(set = 0, binding = 4) restrict buffer Output { float outputs[]; };
 
 layout(push_constant) uniform Parameters {
-    int bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T, inputOffset, inputStride, outputOffset, outputStride, accumulate;
+    int bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T, inputOffset, inputStride, outputOffset, outputStride, accumulate, firstRow;
 } p;
 
 vec4 x[8];   // the 32 inputs of the current pack: x[i] holds k = 4i .. 4i+3
@@ -171,7 +172,7 @@ float packDot(int bits, int pk, int row) {
     }
     // A 12-byte pack may straddle two texels; the second is fetched only when it exists.
     int word = row * (p.codeBytesPerRow / 4) + 3 * pk, t = word >> 2, s = word & 3;
-    int lastTexel = (p.N * p.codeBytesPerRow - 1) / 16;
+    int lastTexel = ((p.firstRow + p.N) * p.codeBytesPerRow - 1) / 16;
     uvec4 a = texelFetch(codes, t), b = texelFetch(codes, min(t + 1, lastTexel));
     return dot3(pick(a, b, s), pick(a, b, s + 1), pick(a, b, s + 2));
 }
@@ -259,8 +260,8 @@ void main() {
     // Slot r of invocation i holds row group * ROWS + i + r * LANES; rows past N compute row 0.
     uvec4 n = gl_WorkGroupID.x * ROWS + lid + uvec4(0u, 1u, 2u, 3u) * LANES;
     uvec4 n2 = n + 4u * LANES;
-    ivec4 rows = ivec4(mix(uvec4(0u), n, lessThan(n, uvec4(uint(p.N)))));
-    ivec4 rows2 = ivec4(mix(uvec4(0u), n2, lessThan(n2, uvec4(uint(p.N)))));
+    ivec4 rows = p.firstRow + ivec4(mix(uvec4(0u), n, lessThan(n, uvec4(uint(p.N)))));
+    ivec4 rows2 = p.firstRow + ivec4(mix(uvec4(0u), n2, lessThan(n2, uvec4(uint(p.N)))));
     vec4 acc = vec4(0.0), acc2 = vec4(0.0);
     rowDots(BITS, ALIGNED, rows, rows2, acc, acc2);
     if (PARTIAL) tail(BITS, rows, rows2, acc, acc2);

@@ -53,6 +53,13 @@ public enum ConformanceCatalog {
                 let ids = (0..<5).map { _ in Int32(b.random.next() % UInt64(rows)) }
                 return .embed(table: table, tokens: try b.integers(ids), output: try b.output(ids.count, columns))
             }
+        } + [(4, 32, 96, 10), (8, 32, 64, 9), (3, 64, 80, 7)].map { bits, group, columns, rows in
+            // A table that is a row range of larger buffers (rows 5 ..< 5 + rows of rows + 9).
+            ConformanceCase(op: "embed", parameters: "w\(bits)g\(group), \(rows)×\(columns), rows 5… of \(rows + 9)", maxNMSE: 1e-12) { b in
+                let table = try b.quantized(bits: bits, groupSize: group, rows: rows + 9, columns: columns).rows(5 ..< 5 + rows)
+                let ids = (0..<5).map { _ in Int32(b.random.next() % UInt64(rows)) }
+                return .embed(table: table, tokens: try b.integers(ids), output: try b.output(ids.count, columns))
+            }
         }
     }
 
@@ -82,7 +89,21 @@ public enum ConformanceCatalog {
                     }
                 }
             }
-        } + matmulAccumulating
+        } + matmulAccumulating + matmulOnRowRanges
+    }
+
+    /// Weights that are a row range of larger buffers (fused projections): the range's first rows, its
+    /// middle and its last rows, for decode, few and many tokens.
+    static var matmulOnRowRanges: [ConformanceCase] {
+        [(1, 576, 64), (1, 200, 37), (7, 200, 37), (33, 128, 70)].flatMap { tokens, k, n in
+            [(4, 32, 0), (8, 32, 19), (3, 64, 40), (4, 128, 19)].map { bits, group, first in
+                ConformanceCase(op: "matmul", parameters: "w\(bits)g\(group), T=\(tokens) K=\(k) N=\(n), rows \(first)… of \(n + 40)",
+                                maxNMSE: 1e-10) { b in
+                    let w = try b.quantized(bits: bits, groupSize: group, rows: n + 40, columns: k).rows(first ..< first + n)
+                    return .matmul(input: try b.input(tokens, k), weight: w, output: try b.output(tokens, n))
+                }
+            }
+        }
     }
 
     /// `output +=` the product (a residual connection): decode, few-token and many-token paths, every bit

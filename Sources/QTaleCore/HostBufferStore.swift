@@ -72,11 +72,12 @@ public struct HostQuantizedMatrix {
 
     public init(_ matrix: QuantizedMatrix, in store: HostBufferStore) {
         self.matrix = matrix
-        codes = UnsafePointer(store.pointer(matrix.codes).assumingMemoryBound(to: UInt8.self))
-        scales = UnsafePointer(store.pointer(matrix.scales).assumingMemoryBound(to: Float16.self))
-        offsets = UnsafePointer(store.pointer(matrix.offsets).assumingMemoryBound(to: Float16.self))
         codeBytesPerRow = matrix.format.codeBytesPerRow(columns: matrix.columns)
         groupsPerRow = matrix.format.groupsPerRow(columns: matrix.columns)
+        // Row 0 of the matrix is row `firstRow` of its buffers.
+        codes = UnsafePointer(store.pointer(matrix.codes).assumingMemoryBound(to: UInt8.self)) + matrix.firstRow * codeBytesPerRow
+        scales = UnsafePointer(store.pointer(matrix.scales).assumingMemoryBound(to: Float16.self)) + matrix.firstRow * groupsPerRow
+        offsets = UnsafePointer(store.pointer(matrix.offsets).assumingMemoryBound(to: Float16.self)) + matrix.firstRow * groupsPerRow
     }
 
     /// The dequantized weight (`row`, `column`) computed as the layout defines it (float32 scale × code + offset).

@@ -56,7 +56,8 @@ public struct QuantizationFormat: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "w\(bits)g\(groupSize)" }
 }
 
-/// A quantized matrix held by an engine: three buffers in the ``QuantizationFormat`` layout.
+/// A quantized matrix held by an engine: three buffers in the ``QuantizationFormat`` layout, or a range
+/// of their rows (``rows(_:)``: matrices stacked in one set of buffers, as fused projections are).
 /// A plain value, so ops that reference it cost no reference counting.
 public struct QuantizedMatrix: Hashable, Sendable, CustomStringConvertible {
     public var format: QuantizationFormat
@@ -64,21 +65,33 @@ public struct QuantizedMatrix: Hashable, Sendable, CustomStringConvertible {
     public var rows: Int
     /// Input channels (K).
     public var columns: Int
-    /// `[rows][packsPerRow][bytesPerPack]` bytes.
+    /// `[firstRow + rows][packsPerRow][bytesPerPack]` bytes (at least).
     public var codes: BufferHandle
-    /// `[rows][groupsPerRow]` binary16.
+    /// `[firstRow + rows][groupsPerRow]` binary16.
     public var scales: BufferHandle
-    /// `[rows][groupsPerRow]` binary16.
+    /// `[firstRow + rows][groupsPerRow]` binary16.
     public var offsets: BufferHandle
+    /// The buffers' row that is this matrix's row 0.
+    public var firstRow: Int
 
     public init(format: QuantizationFormat, rows: Int, columns: Int,
-                codes: BufferHandle, scales: BufferHandle, offsets: BufferHandle) {
+                codes: BufferHandle, scales: BufferHandle, offsets: BufferHandle, firstRow: Int = 0) {
         self.format = format
         self.rows = rows
         self.columns = columns
         self.codes = codes
         self.scales = scales
         self.offsets = offsets
+        self.firstRow = firstRow
+    }
+
+    /// Rows `range` of this matrix, in the same buffers.
+    public func rows(_ range: Range<Int>) -> QuantizedMatrix {
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows && !range.isEmpty, "rows \(range) of a \(rows)-row matrix")
+        var slice = self
+        slice.firstRow = firstRow + range.lowerBound
+        slice.rows = range.count
+        return slice
     }
 
     /// Bytes a full pass over the matrix reads (codes, scales and offsets).
@@ -86,5 +99,5 @@ public struct QuantizedMatrix: Hashable, Sendable, CustomStringConvertible {
         rows * (format.codeBytesPerRow(columns: columns) + 4 * format.groupsPerRow(columns: columns))
     }
 
-    public var description: String { "\(format)[\(rows)×\(columns)]" }
+    public var description: String { "\(format)[\(rows)×\(columns)]" + (firstRow == 0 ? "" : " from row \(firstRow)") }
 }

@@ -22,10 +22,10 @@ public enum KernelPlanner {
         var p = KernelParameters()
         switch op {
         case let .embed(table, tokens, output):
-            // params: bits, groupSize, columns, codeBytesPerRow, groupsPerRow, tokensOffset, outputOffset, outputStride
+            // params: bits, groupSize, columns, codeBytesPerRow, groupsPerRow, tokensOffset, outputOffset, outputStride, firstRow
             p.append(table.format.bits); p.append(table.format.groupSize); p.append(table.columns)
             p.append(table.format.codeBytesPerRow(columns: table.columns)); p.append(table.format.groupsPerRow(columns: table.columns))
-            p.append(elements(tokens)); p.append(elements(output)); p.append(output.rowStride)
+            p.append(elements(tokens)); p.append(elements(output)); p.append(output.rowStride); p.append(table.firstRow)
             return KernelLaunch(kernel: .embed,
                                 bindings: KernelBindings(table.codes, table.scales, table.offsets, tokens.buffer, output.buffer),
                                 parameters: p, groups: (divideRoundingUp(table.columns, workgroupSize), tokens.columns, 1))
@@ -39,11 +39,11 @@ public enum KernelPlanner {
 
         case let .matmul(input, weight, output, accumulate):
             // params: bits, groupSize, K, N, codeBytesPerRow, groupsPerRow, T,
-            //         inputOffset, inputStride, outputOffset, outputStride, accumulate (0 or 1)
+            //         inputOffset, inputStride, outputOffset, outputStride, accumulate (0 or 1), firstRow
             p.append(weight.format.bits); p.append(weight.format.groupSize); p.append(weight.columns); p.append(weight.rows)
             p.append(weight.format.codeBytesPerRow(columns: weight.columns)); p.append(weight.format.groupsPerRow(columns: weight.columns))
             p.append(input.rows); p.append(elements(input)); p.append(input.rowStride)
-            p.append(elements(output)); p.append(output.rowStride); p.append(accumulate ? 1 : 0)
+            p.append(elements(output)); p.append(output.rowStride); p.append(accumulate ? 1 : 0); p.append(weight.firstRow)
             let bindings = KernelBindings(input.buffer, weight.codes, weight.scales, weight.offsets, output.buffer)
             if input.rows == 1 {
                 return KernelLaunch(kernel: .matmulVector, bindings: bindings, parameters: p,

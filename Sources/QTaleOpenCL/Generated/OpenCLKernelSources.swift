@@ -439,7 +439,7 @@ QTALE_KERNEL void copy(__global const uint *source, __global uint *destination, 
  *
  * Bindings: 0 codes (uchar), 1 scales (binary16), 2 offsets (binary16), 3 tokens (int32), 4 output (float)
  * Parameters: 0 bits, 1 groupSize, 2 columns, 3 codeBytesPerRow, 4 groupsPerRow, 5 tokensOffset,
- *             6 outputOffset, 7 outputStride
+ *             6 outputOffset, 7 outputStride, 8 firstRow (the buffers' row that is row 0 of the table)
  * Work-groups: (ceil(columns / QTALE_WG), T, 1); work-item (x, t) writes column x of token t.
  * Must match Reference+Matmul.swift embed (HostQuantizedMatrix.weight: scale * code + offset in float,
  * two roundings, hence FP_CONTRACT OFF), bit for bit.
@@ -556,7 +556,7 @@ QTALE_KERNEL void embed(__global const uchar *codes, __global const half *scales
     const int c = (int)get_group_id(0) * QTALE_WG + (int)get_local_id(0);
     const int t = (int)get_group_id(1);
     if (c >= columns) return;
-    const size_t token = (size_t)tokens[QTALE_P(5) + t];
+    const size_t token = (size_t)(QTALE_P(8) + tokens[QTALE_P(5) + t]);   /* a row of the buffers */
     const __global uchar *pack = codes + token * (size_t)QTALE_P(3)
                                + (size_t)(c / QTALE_CODES_PER_PACK) * QTALE_PACK_BYTES(bits);
     const float code = (float)qtale_code(pack, c % QTALE_CODES_PER_PACK, bits);
@@ -735,7 +735,8 @@ QTALE_KERNEL void router_decision(__global const float *logits, __global int *de
  *
  * Bindings: 0 input (float), 1 codes (uchar), 2 scales (binary16), 3 offsets (binary16), 4 output (float)
  * Parameters: 0 bits, 1 groupSize, 2 K, 3 N, 4 codeBytesPerRow, 5 groupsPerRow, 6 T,
- *             7 inputOffset, 8 inputStride, 9 outputOffset, 10 outputStride, 11 accumulate
+ *             7 inputOffset, 8 inputStride, 9 outputOffset, 10 outputStride, 11 accumulate,
+ *             12 firstRow (the weight buffers' row that is row 0 of the matrix)
  *
  * matmul_vec (T = 1, decode). Work-groups: (ceil(N / QTALE_MATVEC_ROWS), 1, 1). Each work-group
  *   computes QTALE_MATVEC_ROWS rows. First the work-group sums x over each quantization group into
@@ -1072,9 +1073,10 @@ QTALE_KERNEL void matmul_vec(__global const float *input, __global const uchar *
 
     float sum = 0.0f;
     if (active) {
-        const __global uchar *rowCodes = codes + (size_t)n * QTALE_P(4);
-        const __global half *rowScales = scales + (size_t)n * groups;
-        const __global half *rowOffsets = offsets + (size_t)n * groups;
+        const size_t row = (size_t)(QTALE_P(12) + n);
+        const __global uchar *rowCodes = codes + row * QTALE_P(4);
+        const __global half *rowScales = scales + row * groups;
+        const __global half *rowOffsets = offsets + row * groups;
         const int rowsLeft = N - n;
         if (useSums) {
             if (bits == 4) sum = qtale_row_dot_sums(x, rowCodes, rowScales, rowOffsets, sx, K, groupSize, groups, rowsLeft, lane, 4);
@@ -1109,9 +1111,10 @@ QTALE_INLINE void qtale_tile(const __global float *input, const __global uchar *
     const int fullPacks = K >> 5;
     const int packsPerGroup = groupSize >> 5;
     const int groups = QTALE_P(5);
-    const __global uchar *rowCodes = codes + (size_t)n * QTALE_P(4);
-    const __global half *rowScales = scales + (size_t)n * QTALE_P(5);
-    const __global half *rowOffsets = offsets + (size_t)n * QTALE_P(5);
+    const size_t row = (size_t)(QTALE_P(12) + n);
+    const __global uchar *rowCodes = codes + row * QTALE_P(4);
+    const __global half *rowScales = scales + row * QTALE_P(5);
+    const __global half *rowOffsets = offsets + row * QTALE_P(5);
     /* Tokens past T repeat the last token (valid memory); their sums are not stored. */
     const __global float *x[QTALE_TILE_TOKENS];
     #pragma unroll

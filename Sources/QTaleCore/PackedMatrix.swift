@@ -37,6 +37,14 @@ public struct PackedMatrix: Sendable, Equatable {
 
     public var groupsPerRow: Int { format.groupsPerRow(columns: columns) }
 
+    /// `top`'s rows followed by `bottom`'s (the same format and columns), or nil when they differ.
+    public static func stacking(_ top: PackedMatrix, _ bottom: PackedMatrix) throws -> PackedMatrix? {
+        guard top.format == bottom.format, top.columns == bottom.columns else { return nil }
+        return try PackedMatrix(format: top.format, rows: top.rows + bottom.rows, columns: top.columns,
+                                codes: top.codes + bottom.codes, scales: top.scales + bottom.scales,
+                                offsets: top.offsets + bottom.offsets)
+    }
+
     /// The code of weight (`row`, `column`).
     public func code(row: Int, column: Int) -> Int {
         let pack = row * format.codeBytesPerRow(columns: columns) + (column / 32) * format.bytesPerPack

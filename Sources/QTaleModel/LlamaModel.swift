@@ -362,8 +362,13 @@ public final class LlamaModel {
         // Attention: x += Wo · attention(rope(Wq·n), cache ∪ rope(Wk·n), cache ∪ Wv·n), n = rmsNorm(x)
         try e.encode(.rmsNorm(input: x, weight: w.attentionNorm, epsilon: c.normEpsilon, output: normed))
         if try reached(.attentionInput, normed) { return }
-        try e.encode(w.query.apply(to: normed, output: q))
-        try e.encode(w.key.apply(to: normed, output: k))
+        if let queryKey = w.queryKey {
+            // Query and key stacked: one matmul fills both (they share the buffer RoPE rotates).
+            try e.encode(.matmul(input: normed, weight: queryKey, output: queriesAndKeys))
+        } else {
+            try e.encode(w.query.apply(to: normed, output: q))
+            try e.encode(w.key.apply(to: normed, output: k))
+        }
         // Values need no RoPE, so their projection writes straight into the cache: one launch fewer per block.
         try e.encode(w.value.apply(to: normed, output: cache.values[l].rows(fresh)))
         // One RoPE over the query and key heads together (they share a buffer): one launch fewer per block.
@@ -378,9 +383,16 @@ public final class LlamaModel {
         // MLP: x += W_down · (silu(W_gate·n) ⊙ W_up·n), n = rmsNorm(x)
         try e.encode(.rmsNorm(input: x, weight: w.ffnNorm, epsilon: c.normEpsilon, output: normed))
         if try reached(.mlpInput, normed) { return }
-        try e.encode(w.gate.apply(to: normed, output: gate))
-        try e.encode(w.up.apply(to: normed, output: up))
-        try e.encode(.swiGLU(gate: gate, up: up, output: gate))
+        if let gateUp = w.gateUp {
+            // Gate and up stacked: one matmul fills both halves of `gatesAndUps`.
+            let both = a.gatesAndUps.rows(0..<m)
+            try e.encode(.matmul(input: normed, weight: gateUp, output: both))
+            try e.encode(.swiGLU(gate: both.columns(0 ..< c.ffnDim), up: both.columns(c.ffnDim ..< 2 * c.ffnDim), output: gate))
+        } else {
+            try e.encode(w.gate.apply(to: normed, output: gate))
+            try e.encode(w.up.apply(to: normed, output: up))
+            try e.encode(.swiGLU(gate: gate, up: up, output: gate))
+        }
         if try reached(.mlpHidden, gate) { return }
         if try addProjection(w.down, of: gate, through: normed, probe: .mlpOutput) { return }
     }
@@ -548,8 +560,8 @@ final class Activations {
     /// `[batch × nHeads*headDim]`, `[batch × nKVHeads*headDim]`: the column ranges of `queriesAndKeys`,
     /// so one RoPE rotates both. (Values go straight into the KV cache.)
     let query, key, queriesAndKeys: TensorView
-    /// `[batch × ffnDim]` ×2
-    let gate, up: TensorView
+    /// `[batch × ffnDim]` ×2, and `[batch × 2·ffnDim]` for stacked gate and up projections.
+    let gate, up, gatesAndUps: TensorView
     /// `[batch × routerHidden]`, `[batch × 2]`
     let routerHidden, routerLogits: TensorView
     /// int32 `[1 × nLayers]`: the engine's decision per block for the token being decoded.
@@ -581,6 +593,7 @@ final class Activations {
         key = queriesAndKeys.columns(queryColumns ..< queryColumns + keyColumns)
         gate = try make(.float32, batch, c.ffnDim)
         up = try make(.float32, batch, c.ffnDim)
+        gatesAndUps = try make(.float32, batch, 2 * c.ffnDim)
         routerHidden = try make(.float32, batch, max(1, routerWidth))
         routerLogits = try make(.float32, batch, 2)
         decisions = try make(.int32, 1, c.nLayers)

@@ -10,6 +10,12 @@ public struct LlamaBlockWeights: Sendable {
     public var ffnNorm: TensorView
     /// `[ffnDim × dModel]` (×2), `[dModel × ffnDim]`
     public var gate, up, down: LinearWeight
+    /// Query over key, and gate over up, stacked in one set of buffers when both are quantized alike:
+    /// each pair reads the same input, so one matmul computes both (a launch fewer per block), and
+    /// `query`, `key`, `gate` and `up` are row ranges of these. Nil when a pair is not stacked, or
+    /// once one of its weights has been replaced.
+    public var queryKey: QuantizedMatrix? = nil
+    public var gateUp: QuantizedMatrix? = nil
 
     public subscript(kind: LinearKind) -> LinearWeight {
         get {
@@ -25,12 +31,12 @@ public struct LlamaBlockWeights: Sendable {
         }
         set {
             switch kind {
-            case .query: query = newValue
-            case .key: key = newValue
+            case .query: query = newValue; queryKey = nil
+            case .key: key = newValue; queryKey = nil
             case .value: value = newValue
             case .attentionOutput: attentionOutput = newValue
-            case .gate: gate = newValue
-            case .up: up = newValue
+            case .gate: gate = newValue; gateUp = nil
+            case .up: up = newValue; gateUp = nil
             case .down: down = newValue
             }
         }
@@ -55,6 +61,17 @@ public final class EngineTensors {
         let buffer = try engine.makeBuffer(values)
         buffers.append(buffer)
         return buffer.view(.float32, rows: rows, columns: columns)
+    }
+
+    /// Two linear layers that read the same input. Packed alike, they are stacked in one set of buffers
+    /// (`stacked`, `first` over `second`) and returned as its row ranges; otherwise uploaded apart.
+    public func upload(_ first: HostTensor, over second: HostTensor) throws
+        -> (first: LinearWeight, second: LinearWeight, stacked: QuantizedMatrix?) {
+        if case let .packed(a) = first, case let .packed(b) = second, let both = try PackedMatrix.stacking(a, b) {
+            let stacked = try engine.upload(both, keepAlive: &buffers)
+            return (.quantized(stacked.rows(0 ..< a.rows)), .quantized(stacked.rows(a.rows ..< a.rows + b.rows)), stacked)
+        }
+        return (try upload(first), try upload(second), nil)
     }
 
     /// A linear layer or embedding table: packed stays packed, floats stay dense.
@@ -99,12 +116,17 @@ public final class LlamaWeights {
         tokenEmbedding = try storage.upload(load(.tokenEmbedding))
         blocks = try (0..<c.nLayers).map { l in
             func linear(_ kind: LinearKind) throws -> LinearWeight { try storage.upload(load(.linear(block: l, kind))) }
+            func pair(_ first: LinearKind, _ second: LinearKind) throws -> (first: LinearWeight, second: LinearWeight, stacked: QuantizedMatrix?) {
+                try storage.upload(load(.linear(block: l, first)), over: load(.linear(block: l, second)))
+            }
+            let queryKey = try pair(.query, .key), gateUp = try pair(.gate, .up)
             return LlamaBlockWeights(
                 attentionNorm: try vector(.attentionNorm(block: l)),
-                query: try linear(.query), key: try linear(.key), value: try linear(.value),
+                query: queryKey.first, key: queryKey.second, value: try linear(.value),
                 attentionOutput: try linear(.attentionOutput),
                 ffnNorm: try vector(.ffnNorm(block: l)),
-                gate: try linear(.gate), up: try linear(.up), down: try linear(.down))
+                gate: gateUp.first, up: gateUp.second, down: try linear(.down),
+                queryKey: queryKey.stacked, gateUp: gateUp.stacked)
         }
         outputNorm = try vector(.outputNorm)
         outputHead = c.tiedOutput ? tokenEmbedding : try storage.upload(load(.outputHead))

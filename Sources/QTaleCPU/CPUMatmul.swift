@@ -48,9 +48,22 @@ extension CPUEngine {
                     Self.dequantizeRow(U.self, host: host, row: first + r, packs: packs, groupSize: groupSize,
                                        into: dense + r * paddedColumns)
                 }
+                guard accumulate else {
+                    Self.packedLinear(x: x, xStride: input.rowStride, w: UnsafePointer(dense), wStride: paddedColumns, bias: nil,
+                                      out: out + first, outStride: output.rowStride, tokens: tokens, inner: columns,
+                                      columns: 0..<count)
+                    continue
+                }
+                // The whole product first, then one add per output: the GEMM accumulates block by block,
+                // and adding each block into a large residual would round at the residual's scale each time.
+                let product = UnsafeMutablePointer<Float>.allocate(capacity: tokens * count)
+                defer { product.deallocate() }
                 Self.packedLinear(x: x, xStride: input.rowStride, w: UnsafePointer(dense), wStride: paddedColumns, bias: nil,
-                                  out: out + first, outStride: output.rowStride, tokens: tokens, inner: columns,
-                                  columns: 0..<count, addingToOutput: accumulate)
+                                  out: product, outStride: count, tokens: tokens, inner: columns, columns: 0..<count)
+                for t in 0..<tokens {
+                    let row = out + t * output.rowStride + first
+                    for r in 0..<count { row[r] += product[t * count + r] }
+                }
             }
             return
         }
@@ -250,13 +263,11 @@ extension CPUEngine {
     @inline(__always)
     static func usesPackedLinear(tokens: Int, outputs: Int) -> Bool { tokens >= 16 && outputs >= 16 }
 
-    /// Columns `columns` of `out[t][n] = Σ_k x[t][k]·w[n][k] + bias[n]` with the packed GEMM (`+=` with
-    /// `addingToOutput`, and then no bias). Allocates its packing buffers per call (well under a
-    /// millisecond against the product it serves).
+    /// Columns `columns` of `out[t][n] = Σ_k x[t][k]·w[n][k] + bias[n]` with the packed GEMM.
+    /// Allocates its packing buffers per call (well under a millisecond against the product it serves).
     static func packedLinear(x: UnsafePointer<Float>, xStride: Int, w: UnsafePointer<Float>, wStride: Int,
                              bias: UnsafePointer<Float>?, out: UnsafeMutablePointer<Float>, outStride: Int,
-                             tokens: Int, inner: Int, columns: Range<Int>, addingToOutput: Bool = false) {
-        precondition(!(addingToOutput && bias != nil), "packedLinear: a bias or an accumulation, not both")
+                             tokens: Int, inner: Int, columns: Range<Int>) {
         let mr = linearMR, nr = linearNR, kc = min(linearKC, inner)
         let weightPanels = UnsafeMutablePointer<Float>.allocate(capacity: linearNC * kc)
         let inputPanels = UnsafeMutablePointer<Float>.allocate(capacity: linearMC * kc)
@@ -277,7 +288,7 @@ extension CPUEngine {
             var pc = 0
             while pc < inner {
                 let kb = min(kc, inner - pc)
-                let accumulate = pc > 0 || bias != nil || addingToOutput
+                let accumulate = pc > 0 || bias != nil
                 packPanels(w + jc * wStride + pc, stride: wStride, rows: nb, inner: kb, width: linearNR, into: weightPanels)
                 var ic = 0
                 while ic < tokens {

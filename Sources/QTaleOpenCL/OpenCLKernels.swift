@@ -18,11 +18,13 @@ final class OpenCLKernels {
     private var kernels: [cl_kernel?] = []
 
     /// `-D` options for `device`; `QTALE_OPENCL_OPTIONS` appends more (for experiments).
+    /// `QTALE_OPENCL_GPU_KERNELS=1` builds the GPU variants on any device, so CI checks them on PoCL.
     static func buildOptions(for device: OpenCLDevice) -> String {
         var options = "-DQTALE_WG=\(KernelPlanner.workgroupSize) -DQTALE_MATVEC_ROWS=\(KernelPlanner.matvecRowsPerGroup) "
             + "-DQTALE_TILE_ROWS=\(KernelPlanner.matmulTileRows) -DQTALE_TILE_TOKENS=\(KernelPlanner.matmulTileTokens)"
         // A CPU runs a work-group as a loop on one core: kernels then give one work-item more work.
-        options += " -DQTALE_CPU_DEVICE=\(device.isCPU ? 1 : 0)"
+        let cpuVariants = device.isCPU && ProcessInfo.processInfo.environment["QTALE_OPENCL_GPU_KERNELS"] != "1"
+        options += " -DQTALE_CPU_DEVICE=\(cpuVariants ? 1 : 0)"
         if let extra = ProcessInfo.processInfo.environment["QTALE_OPENCL_OPTIONS"], !extra.isEmpty { options += " " + extra }
         return options
     }

@@ -11,10 +11,20 @@ final class GPUConformanceTests: XCTestCase {
     func testOpenCLMatchesTheReference() throws { try check("opencl") }
     func testVulkanMatchesTheReference() throws { try check("vulkan") }
 
-    private func check(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    /// On PoCL the engine builds the CPU-device kernel variants; this builds the GPU variants there too
+    /// (`QTALE_OPENCL_GPU_KERNELS=1`), so CI checks the kernels a GPU runs. Attention is left out: its
+    /// GPU variant corrupts PoCL 3.1's heap ("malloc_consolidate(): invalid chunk size"), one reason
+    /// attention.cl has a CPU-device variant.
+    func testOpenCLGPUVariantsMatchTheReference() throws {
+        setenv("QTALE_OPENCL_GPU_KERNELS", "1", 1)
+        defer { unsetenv("QTALE_OPENCL_GPU_KERNELS") }
+        try check("opencl", cases: ConformanceCatalog.all.filter { $0.op != "attention" })
+    }
+
+    private func check(_ name: String, cases: [ConformanceCase] = ConformanceCatalog.all,
+                       file: StaticString = #filePath, line: UInt = #line) throws {
         let engine = try GPUEngines.make(name, file: file, line: line)
         var failures = 0
-        let cases = ConformanceCatalog.all
         for testCase in cases {
             let result = try ConformanceRunner.run(testCase, on: engine)
             if !result.passed { failures += 1 }

@@ -928,18 +928,24 @@ QTALE_INLINE void qtale_group_block(const __global half *scales, const __global 
     }
 }
 
+/* x[32p .. 32p+32) as two halves, read as zero past K. */
+QTALE_INLINE void qtale_pack_inputs(const __global float *x, const int p, const int fullPacks, const int K,
+                                    float16 *low, float16 *high) {
+    if (p < fullPacks) {
+        *low = vload16(0, x + p * 32);
+        *high = vload16(0, x + p * 32 + 16);
+    } else {
+        *low = qtale_load16(x, p * 32, K);
+        *high = qtale_load16(x, p * 32 + 16, K);
+    }
+}
+
 /* acc += dequantize(pack p) . x[32p .. 32p+32), reading x as zero past K. */
 #define QTALE_PACK_DOT(p, scale, offset, accLow, accHigh)                                                  \
     do {                                                                                               \
         float16 low_, high_, xLow_, xHigh_;                                                            \
         qtale_unpack(codes + (p) * QTALE_PACK_BYTES(bits), bits, &low_, &high_);                      \
-        if ((p) < fullPacks) {                                                                         \
-            xLow_ = vload16(0, x + (p) * 32);                                                          \
-            xHigh_ = vload16(0, x + (p) * 32 + 16);                                                    \
-        } else {                                                                                       \
-            xLow_ = qtale_load16(x, (p) * 32, K);                                                      \
-            xHigh_ = qtale_load16(x, (p) * 32 + 16, K);                                                \
-        }                                                                                              \
+        qtale_pack_inputs(x, (p), fullPacks, K, &xLow_, &xHigh_);                                      \
         accLow = fma(fma(low_, scale, offset), xLow_, accLow);                                         \
         accHigh = fma(fma(high_, scale, offset), xHigh_, accHigh);                                     \
     } while (0)
@@ -984,10 +990,10 @@ QTALE_INLINE float qtale_row_dot(const __global float *x, const __global uchar *
 /* Sum_k code_k x_k over pack p (x read as zero past K). */
 #define QTALE_PACK_CODE_DOT(p, d)                                                                         \
     do {                                                                                               \
-        float16 low_, high_;                                                                           \
+        float16 low_, high_, xLow_, xHigh_;                                                            \
         qtale_unpack(codes + (p) * QTALE_PACK_BYTES(bits), bits, &low_, &high_);                      \
-        if ((p) < fullPacks) d = fma(high_, vload16(0, x + (p) * 32 + 16), low_ * vload16(0, x + (p) * 32)); \
-        else d = fma(high_, qtale_load16(x, (p) * 32 + 16, K), low_ * qtale_load16(x, (p) * 32, K));   \
+        qtale_pack_inputs(x, (p), fullPacks, K, &xLow_, &xHigh_);                                      \
+        d = fma(high_, xHigh_, low_ * xLow_);                                                          \
     } while (0)
 
 /* This lane's share of one row's dot product with x from the group sums sx[] of x:
@@ -1015,17 +1021,9 @@ QTALE_INLINE float qtale_row_dot_sums(const __global float *x, const __global uc
             /* One pack per group (GGUF's formats): a flat loop, two packs per step. */
             int gi = lane;
             for (; gi + QTALE_MATVEC_LANES < blockGroups; gi += 2 * QTALE_MATVEC_LANES) {
-                const int p = g0 + gi, q = p + QTALE_MATVEC_LANES;
-                float16 low0, high0, low1, high1, d0, d1;
-                qtale_unpack(codes + p * QTALE_PACK_BYTES(bits), bits, &low0, &high0);
-                qtale_unpack(codes + q * QTALE_PACK_BYTES(bits), bits, &low1, &high1);
-                if (q < fullPacks) {
-                    d0 = fma(high0, vload16(0, x + p * 32 + 16), low0 * vload16(0, x + p * 32));
-                    d1 = fma(high1, vload16(0, x + q * 32 + 16), low1 * vload16(0, x + q * 32));
-                } else {
-                    d0 = fma(high0, qtale_load16(x, p * 32 + 16, K), low0 * qtale_load16(x, p * 32, K));
-                    d1 = fma(high1, qtale_load16(x, q * 32 + 16, K), low1 * qtale_load16(x, q * 32, K));
-                }
+                float16 d0, d1;
+                QTALE_PACK_CODE_DOT(g0 + gi, d0);
+                QTALE_PACK_CODE_DOT(g0 + gi + QTALE_MATVEC_LANES, d1);
                 acc0 = fma((float16)(s[gi]), d0, acc0);
                 acc1 = fma((float16)(s[gi + QTALE_MATVEC_LANES]), d1, acc1);
             }
@@ -1050,18 +1048,6 @@ QTALE_INLINE float qtale_row_dot_sums(const __global float *x, const __global uc
         }
     }
     return qtale_sum16((acc0 + acc1) + accOffsets);
-}
-
-/* x[32p .. 32p+32) as two halves, read as zero past K. */
-QTALE_INLINE void qtale_pack_inputs(const __global float *x, const int p, const int fullPacks, const int K,
-                                    float16 *low, float16 *high) {
-    if (p < fullPacks) {
-        *low = vload16(0, x + p * 32);
-        *high = vload16(0, x + p * 32 + 16);
-    } else {
-        *low = qtale_load16(x, p * 32, K);
-        *high = qtale_load16(x, p * 32 + 16, K);
-    }
 }
 
 /* One row's dot product with x on CPU devices (see the top): per group, the codes' dot with x and the
@@ -1097,23 +1083,8 @@ QTALE_INLINE float qtale_row_dot_cpu(const __global float *x, const __global uch
             }
             continue;
         }
+        /* Any other block (the last, partial one; several packs per group): group by group. */
         qtale_group_block(scales, offsets, g0, groups, rowsLeft * groups - g0, s, o);
-        if (packsPerGroup == 1) {
-            /* One pack per group (GGUF's formats): a flat loop, two packs per step. */
-            for (int gi = 0; gi < blockGroups; gi += 2) {
-                float16 xLow, xHigh, low, high;
-                qtale_pack_inputs(x, g0 + gi, fullPacks, K, &xLow, &xHigh);
-                qtale_unpack(codes + (g0 + gi) * QTALE_PACK_BYTES(bits), bits, &low, &high);
-                scaled0 = fma((float16)(s[gi]), fma(high, xHigh, low * xLow), scaled0);
-                offset0 = fma((float16)(o[gi]), xLow + xHigh, offset0);
-                if (gi + 1 == blockGroups) break;
-                qtale_pack_inputs(x, g0 + gi + 1, fullPacks, K, &xLow, &xHigh);
-                qtale_unpack(codes + (g0 + gi + 1) * QTALE_PACK_BYTES(bits), bits, &low, &high);
-                scaled1 = fma((float16)(s[gi + 1]), fma(high, xHigh, low * xLow), scaled1);
-                offset1 = fma((float16)(o[gi + 1]), xLow + xHigh, offset1);
-            }
-            continue;
-        }
         for (int gi = 0; gi < blockGroups; gi++) {
             const int first = (g0 + gi) * packsPerGroup, end = min(packs, first + packsPerGroup);
             float16 dotLow = 0.0f, dotHigh = 0.0f, sumLow = 0.0f, sumHigh = 0.0f;

@@ -16,10 +16,14 @@
  * Work-groups:    (ceil(N / KernelPlanner.matmulTileRows), ceil(T / KernelPlanner.matmulTileTokens)):
  *                 a tile of TILE_ROWS rows × TILE_TOKENS tokens, worked by LANES = TILE_ROWS / RPI
  *                 invocations (the work-group size; see matmul_vec.comp). Invocation i owns RPI rows
- *                 (slot r: row tile.x * TILE_ROWS + i + r * LANES) and all the tile's tokens:
- *                 per pack of 32 codes it decodes its rows' codes once, then for each token fetches
- *                 the 32 inputs (the same for every invocation) and accumulates every row.
- *                 Tokens past T and rows past N are computed on clamped indices and not written.
+ *                 (slot r: row tile.x * TILE_ROWS + i + r * LANES) and all the tile's tokens, taken
+ *                 PASS_TOKENS at a time: per pack of 32 codes it fetches the pass's inputs (the same
+ *                 for every invocation), then decodes one row's codes at a time and accumulates that
+ *                 row for every token of the pass. (Decoding every row first and then walking the
+ *                 tokens is 12-15% slower on llvmpipe: the decoded codes of all rows, 256 floats,
+ *                 no longer fit in registers, while one row's 32 codes do and the inputs stay in
+ *                 memory operands.) Tokens past T and rows past N are computed on clamped indices
+ *                 and not written.
  * Specialization constants: 0 QTALE_WG (unused); 1 RPI, rows per invocation (1, 2, 4 or 8; 8 on CPU
  * devices, where one group of 8 invocations then fetches each input once for the whole tile); 2 BITS;
  * 3 ALIGNED (inputOffset and inputStride multiples of 4); 4 PARTIAL (K % 32 != 0); 5 LANES, the
@@ -58,12 +62,12 @@ layout(push_constant) uniform Parameters {
 } p;
 
 int rows[MAX_RPI];                 // the invocation's rows (clamped into range), as rows of the buffers
-vec4 cw[MAX_RPI * 8];              // decoded codes of the current pack, slot r: cw[8r + i] pairs with xs[i]
-float scaleOf[MAX_RPI], offsetOf[MAX_RPI];
+vec4 cw[8];                        // decoded codes of the current row's pack: cw[i] pairs with xs[8t + i]
+float scale, offset;               // of the current row's group
 vec4 x[8];                         // one token's 32 inputs of the pack
-vec4 xs[8];                        // x scaled by the place values of the codes in cw
-float xsum;
-float acc[MAX_RPI * PASS_TOKENS];  // acc[4r + t]
+vec4 xs[8 * PASS_TOKENS];          // each token's x scaled by the place values of the codes in cw
+float xsum[PASS_TOKENS];           // each token's sum of x
+float acc[MAX_RPI * PASS_TOKENS];  // acc[PASS_TOKENS * r + t]
 
 /* Place values of the codes in cw[i] (their inverse scales the inputs). */
 vec4 places(int i) {
@@ -89,51 +93,50 @@ uint pick(uvec4 a, uvec4 b, int i) {   // word i (0..6) of the eight words a, b
     return i == 0 ? a.x : i == 1 ? a.y : i == 2 ? a.z : i == 3 ? a.w : i == 4 ? b.x : i == 5 ? b.y : b.z;
 }
 
-/* Decodes pack pk of slot r into cw[8r ..] and fetches its scale and offset (group g of the row). */
 float halfAt(usamplerBuffer b, int i) {   // binary16 number i (texels hold two)
     vec2 pair = unpackHalf2x16(texelFetch(b, i >> 1).x);
     return (i & 1) == 0 ? pair.x : pair.y;
 }
 
-/* Decodes pack pk of slot r into cw[8r ..] and fetches its scale and offset (group g of the row). */
+/* Decodes pack pk of slot r's row into cw and fetches its scale and offset (group g of the row). */
 void decode(int r, int pk, int g) {
     int row = rows[r];
     int i = row * p.groupsPerRow + g;
-    scaleOf[r] = halfAt(scales, i);
-    offsetOf[r] = halfAt(offsets, i);
+    scale = halfAt(scales, i);
+    offset = halfAt(offsets, i);
     if (BITS == 4) {
         // byte j of a pack holds c[j] (low nibble) and c[j + 16] (high nibble)
         uvec4 w = texelFetch(codes, row * (p.codeBytesPerRow / 16) + pk);
-        cw[8 * r + 0] = vec4(code(w.x & 0xFu), code(w.x & 0xF00u), code(w.x & 0xF0000u), code(w.x & 0xF000000u));
-        cw[8 * r + 1] = vec4(code(w.y & 0xFu), code(w.y & 0xF00u), code(w.y & 0xF0000u), code(w.y & 0xF000000u));
-        cw[8 * r + 2] = vec4(code(w.z & 0xFu), code(w.z & 0xF00u), code(w.z & 0xF0000u), code(w.z & 0xF000000u));
-        cw[8 * r + 3] = vec4(code(w.w & 0xFu), code(w.w & 0xF00u), code(w.w & 0xF0000u), code(w.w & 0xF000000u));
-        cw[8 * r + 4] = vec4(code(w.x & 0xF0u), code(w.x & 0xF000u), code(w.x & 0xF00000u), code(w.x >> 28));
-        cw[8 * r + 5] = vec4(code(w.y & 0xF0u), code(w.y & 0xF000u), code(w.y & 0xF00000u), code(w.y >> 28));
-        cw[8 * r + 6] = vec4(code(w.z & 0xF0u), code(w.z & 0xF000u), code(w.z & 0xF00000u), code(w.z >> 28));
-        cw[8 * r + 7] = vec4(code(w.w & 0xF0u), code(w.w & 0xF000u), code(w.w & 0xF00000u), code(w.w >> 28));
+        cw[0] = vec4(code(w.x & 0xFu), code(w.x & 0xF00u), code(w.x & 0xF0000u), code(w.x & 0xF000000u));
+        cw[1] = vec4(code(w.y & 0xFu), code(w.y & 0xF00u), code(w.y & 0xF0000u), code(w.y & 0xF000000u));
+        cw[2] = vec4(code(w.z & 0xFu), code(w.z & 0xF00u), code(w.z & 0xF0000u), code(w.z & 0xF000000u));
+        cw[3] = vec4(code(w.w & 0xFu), code(w.w & 0xF00u), code(w.w & 0xF0000u), code(w.w & 0xF000000u));
+        cw[4] = vec4(code(w.x & 0xF0u), code(w.x & 0xF000u), code(w.x & 0xF00000u), code(w.x >> 28));
+        cw[5] = vec4(code(w.y & 0xF0u), code(w.y & 0xF000u), code(w.y & 0xF00000u), code(w.y >> 28));
+        cw[6] = vec4(code(w.z & 0xF0u), code(w.z & 0xF000u), code(w.z & 0xF00000u), code(w.z >> 28));
+        cw[7] = vec4(code(w.w & 0xF0u), code(w.w & 0xF000u), code(w.w & 0xF00000u), code(w.w >> 28));
     } else if (BITS == 8) {
         // byte j holds c[j]
         int t = row * (p.codeBytesPerRow / 16) + 2 * pk;
         uvec4 a = texelFetch(codes, t), b = texelFetch(codes, t + 1);
-        cw[8 * r + 0] = vec4(code(a.x & 0xFFu), code(a.x & 0xFF00u), code(a.x & 0xFF0000u), code(a.x >> 24));
-        cw[8 * r + 1] = vec4(code(a.y & 0xFFu), code(a.y & 0xFF00u), code(a.y & 0xFF0000u), code(a.y >> 24));
-        cw[8 * r + 2] = vec4(code(a.z & 0xFFu), code(a.z & 0xFF00u), code(a.z & 0xFF0000u), code(a.z >> 24));
-        cw[8 * r + 3] = vec4(code(a.w & 0xFFu), code(a.w & 0xFF00u), code(a.w & 0xFF0000u), code(a.w >> 24));
-        cw[8 * r + 4] = vec4(code(b.x & 0xFFu), code(b.x & 0xFF00u), code(b.x & 0xFF0000u), code(b.x >> 24));
-        cw[8 * r + 5] = vec4(code(b.y & 0xFFu), code(b.y & 0xFF00u), code(b.y & 0xFF0000u), code(b.y >> 24));
-        cw[8 * r + 6] = vec4(code(b.z & 0xFFu), code(b.z & 0xFF00u), code(b.z & 0xFF0000u), code(b.z >> 24));
-        cw[8 * r + 7] = vec4(code(b.w & 0xFFu), code(b.w & 0xFF00u), code(b.w & 0xFF0000u), code(b.w >> 24));
+        cw[0] = vec4(code(a.x & 0xFFu), code(a.x & 0xFF00u), code(a.x & 0xFF0000u), code(a.x >> 24));
+        cw[1] = vec4(code(a.y & 0xFFu), code(a.y & 0xFF00u), code(a.y & 0xFF0000u), code(a.y >> 24));
+        cw[2] = vec4(code(a.z & 0xFFu), code(a.z & 0xFF00u), code(a.z & 0xFF0000u), code(a.z >> 24));
+        cw[3] = vec4(code(a.w & 0xFFu), code(a.w & 0xFF00u), code(a.w & 0xFF0000u), code(a.w >> 24));
+        cw[4] = vec4(code(b.x & 0xFFu), code(b.x & 0xFF00u), code(b.x & 0xFF0000u), code(b.x >> 24));
+        cw[5] = vec4(code(b.y & 0xFFu), code(b.y & 0xFF00u), code(b.y & 0xFF0000u), code(b.y >> 24));
+        cw[6] = vec4(code(b.z & 0xFFu), code(b.z & 0xFF00u), code(b.z & 0xFF0000u), code(b.z >> 24));
+        cw[7] = vec4(code(b.w & 0xFFu), code(b.w & 0xFF00u), code(b.w & 0xFF0000u), code(b.w >> 24));
     } else {
         // A 12-byte pack may straddle two texels; the second is fetched only when it exists.
         int word = row * (p.codeBytesPerRow / 4) + 3 * pk, t = word >> 2, s = word & 3;
         int lastTexel = ((p.firstRow + p.N) * p.codeBytesPerRow - 1) / 16;
         uvec4 a = texelFetch(codes, t), b = texelFetch(codes, min(t + 1, lastTexel));
         uint w0 = pick(a, b, s), w1 = pick(a, b, s + 1), w2 = pick(a, b, s + 2);
-        cw[8 * r + 0] = codes3(w0, 0u, w2, 0u);  cw[8 * r + 1] = codes3(w1, 0u, w2, 4u);
-        cw[8 * r + 2] = codes3(w0, 1u, w2, 8u);  cw[8 * r + 3] = codes3(w1, 1u, w2, 12u);
-        cw[8 * r + 4] = codes3(w0, 2u, w2, 16u); cw[8 * r + 5] = codes3(w1, 2u, w2, 20u);
-        cw[8 * r + 6] = codes3(w0, 3u, w2, 24u); cw[8 * r + 7] = codes3(w1, 3u, w2, 28u);
+        cw[0] = codes3(w0, 0u, w2, 0u);  cw[1] = codes3(w1, 0u, w2, 4u);
+        cw[2] = codes3(w0, 1u, w2, 8u);  cw[3] = codes3(w1, 1u, w2, 12u);
+        cw[4] = codes3(w0, 2u, w2, 16u); cw[5] = codes3(w1, 2u, w2, 20u);
+        cw[6] = codes3(w0, 3u, w2, 24u); cw[7] = codes3(w1, 3u, w2, 28u);
     }
 }
 
@@ -147,8 +150,8 @@ vec4 clip(vec4 v, int i, int valid) {
     return vec4(4 * i < valid ? v.x : 0.0, 4 * i + 1 < valid ? v.y : 0.0, 4 * i + 2 < valid ? v.z : 0.0, 4 * i + 3 < valid ? v.w : 0.0);
 }
 
-/* Token `token`'s inputs of pack pk into x, xs and xsum. */
-void loadInputs(int token, int pk, bool tail) {
+/* Token `token`'s inputs of pack pk into x, and into xs and xsum at `slot`. */
+void loadInputs(int slot, int token, int pk, bool tail) {
     int first = p.inputOffset + token * p.inputStride + pk * 32;
     int t = first >> 2;
     if (ALIGNED && !tail) {
@@ -174,34 +177,33 @@ void loadInputs(int token, int pk, bool tail) {
         x[6] = clip(funnel(v6, v7, shift), 6, valid); x[7] = clip(funnel(v7, v8, shift), 7, valid);
     }
     vec4 s = (x[0] + x[1]) + (x[2] + x[3]) + (x[4] + x[5]) + (x[6] + x[7]);
-    xsum = (s.x + s.y) + (s.z + s.w);
-    xs[0] = x[0] * places(0); xs[1] = x[1] * places(1); xs[2] = x[2] * places(2); xs[3] = x[3] * places(3);
-    xs[4] = x[4] * places(4); xs[5] = x[5] * places(5); xs[6] = x[6] * places(6); xs[7] = x[7] * places(7);
+    xsum[slot] = (s.x + s.y) + (s.z + s.w);
+    int at = 8 * slot;
+    xs[at] = x[0] * places(0);     xs[at + 1] = x[1] * places(1); xs[at + 2] = x[2] * places(2); xs[at + 3] = x[3] * places(3);
+    xs[at + 4] = x[4] * places(4); xs[at + 5] = x[5] * places(5); xs[at + 6] = x[6] * places(6); xs[at + 7] = x[7] * places(7);
 }
 
 float dot4x(vec4 a, vec4 b) { return fma(a.w, b.w, fma(a.z, b.z, fma(a.y, b.y, a.x * b.x))); }
 
-/* acc[r][t] += scale * dot(x, codes) + offset * sum(x) for slot r and the loaded token t. */
+/* acc[r][t] += scale * dot(x, codes) + offset * sum(x) for slot r (decoded in cw) and the pass's token t. */
 void accumulate(int r, int t) {
-    float d = ((dot4x(xs[0], cw[8 * r]) + dot4x(xs[1], cw[8 * r + 1])) + (dot4x(xs[2], cw[8 * r + 2]) + dot4x(xs[3], cw[8 * r + 3])))
-            + ((dot4x(xs[4], cw[8 * r + 4]) + dot4x(xs[5], cw[8 * r + 5])) + (dot4x(xs[6], cw[8 * r + 6]) + dot4x(xs[7], cw[8 * r + 7])));
-    acc[4 * r + t] += fma(scaleOf[r], d, offsetOf[r] * xsum);
+    float d = ((dot4x(xs[8 * t], cw[0]) + dot4x(xs[8 * t + 1], cw[1])) + (dot4x(xs[8 * t + 2], cw[2]) + dot4x(xs[8 * t + 3], cw[3])))
+            + ((dot4x(xs[8 * t + 4], cw[4]) + dot4x(xs[8 * t + 5], cw[5])) + (dot4x(xs[8 * t + 6], cw[6]) + dot4x(xs[8 * t + 7], cw[7])));
+    acc[PASS_TOKENS * r + t] += fma(scale, d, offset * xsum[t]);
 }
 
-void token(int t, int t0, int pk, bool tail) {
-    loadInputs(min(t0 + t, p.T - 1), pk, tail);
-    accumulate(0, t);
-    if (RPI > 1) accumulate(1, t);
-    if (RPI > 2) { accumulate(2, t); accumulate(3, t); }
-    if (RPI > 4) { accumulate(4, t); accumulate(5, t); accumulate(6, t); accumulate(7, t); }
+void row(int r, int pk, int g) {   // PASS_TOKENS = 4
+    decode(r, pk, g);
+    accumulate(r, 0); accumulate(r, 1); accumulate(r, 2); accumulate(r, 3);
 }
 
 void pack(int pk, int g, int t0, bool tail) {
-    decode(0, pk, g);
-    if (RPI > 1) decode(1, pk, g);
-    if (RPI > 2) { decode(2, pk, g); decode(3, pk, g); }
-    if (RPI > 4) { decode(4, pk, g); decode(5, pk, g); decode(6, pk, g); decode(7, pk, g); }
-    token(0, t0, pk, tail); token(1, t0, pk, tail); token(2, t0, pk, tail); token(3, t0, pk, tail);
+    loadInputs(0, min(t0, p.T - 1), pk, tail); loadInputs(1, min(t0 + 1, p.T - 1), pk, tail);
+    loadInputs(2, min(t0 + 2, p.T - 1), pk, tail); loadInputs(3, min(t0 + 3, p.T - 1), pk, tail);
+    row(0, pk, g);
+    if (RPI > 1) row(1, pk, g);
+    if (RPI > 2) { row(2, pk, g); row(3, pk, g); }
+    if (RPI > 4) { row(4, pk, g); row(5, pk, g); row(6, pk, g); row(7, pk, g); }
 }
 
 void store(int r, int t0, uint n) {
@@ -210,7 +212,7 @@ void store(int r, int t0, uint n) {
     for (int t = 0; t < PASS_TOKENS; t++) {
         if (t0 + t < p.T) {
             int i = o + (t0 + t) * p.outputStride;
-            outputs[i] = p.accumulate != 0 ? outputs[i] + acc[4 * r + t] : acc[4 * r + t];
+            outputs[i] = p.accumulate != 0 ? outputs[i] + acc[PASS_TOKENS * r + t] : acc[PASS_TOKENS * r + t];
         }
     }
 }

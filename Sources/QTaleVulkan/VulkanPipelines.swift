@@ -144,8 +144,10 @@ final class VulkanPipelines {
     }
 
     /// Specialization constants: 0 is the work-group size; 1... depend on the kernel (see its contract).
+    /// `QTALE_VULKAN_GPU_KERNELS=1` takes the GPU choices on any device, so CI checks them on llvmpipe.
     func specialization(_ kernel: KernelName, _ variant: Variant?) -> [UInt32] {
         let cpu = device.physical.properties.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU
+            && ProcessInfo.processInfo.environment["QTALE_VULKAN_GPU_KERNELS"] != "1"
         var constants = [UInt32(KernelPlanner.workgroupSize)]
         switch variant {
         case let .matmul(bits, aligned, partial, paired):

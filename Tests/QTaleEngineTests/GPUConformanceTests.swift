@@ -21,6 +21,14 @@ final class GPUConformanceTests: XCTestCase {
         try check("opencl", cases: ConformanceCatalog.all.filter { $0.op != "attention" })
     }
 
+    /// The same for Vulkan (`QTALE_VULKAN_GPU_KERNELS=1`): on llvmpipe the engine gives each matmul
+    /// invocation eight rows, on a GPU one; this runs the one-row variants on llvmpipe.
+    func testVulkanGPUVariantsMatchTheReference() throws {
+        setenv("QTALE_VULKAN_GPU_KERNELS", "1", 1)
+        defer { unsetenv("QTALE_VULKAN_GPU_KERNELS") }
+        try check("vulkan", cases: ConformanceCatalog.all.filter { $0.op == "matmul" })
+    }
+
     private func check(_ name: String, cases: [ConformanceCase] = ConformanceCatalog.all,
                        file: StaticString = #filePath, line: UInt = #line) throws {
         let engine = try GPUEngines.make(name, file: file, line: line)

@@ -14,7 +14,7 @@ struct BenchGenerate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "End-to-end prefill and decode tokens/s.",
-        discussion: "Prints a table; --json writes the full result. bench/run_generate.py compares it with llama.cpp.")
+        discussion: "Prints a table; --json writes the full result. bench/generate.py compares it with llama.cpp.")
 
     @OptionGroup var engine: EngineOptions
 

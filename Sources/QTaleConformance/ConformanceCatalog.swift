@@ -135,7 +135,10 @@ public enum ConformanceCatalog {
         let shapes = [(1, 17, 9, 3, 64, false), (5, 9, 4, 2, 16, false), (3, 300, 9, 3, 64, false),
                       (4, 12, 4, 4, 32, true), (2, 6, 2, 1, 8, true), (64, 64, 4, 2, 16, false),
                       // Four and eight query heads per key head, and three with channels not whole texels.
-                      (3, 20, 8, 2, 32, false), (2, 10, 8, 1, 16, true), (2, 9, 6, 2, 18, false)]
+                      (3, 20, 8, 2, 32, false), (2, 10, 8, 1, 16, true), (2, 9, 6, 2, 18, false),
+                      // Eight queries or more (a prefill; engines may then give each lane a query), not a
+                      // whole number of eights, with sparse keys (the first query sees none) and unaligned heads.
+                      (13, 40, 4, 2, 32, true), (11, 30, 6, 2, 18, false), (9, 300, 9, 3, 64, false)]
         return shapes.map { t, s, heads, kvHeads, headDim, explicit in
             ConformanceCase(op: "attention", parameters: "T=\(t) S=\(s) heads \(heads)/\(kvHeads) dim \(headDim)\(explicit ? " sparse keys" : "")",
                             maxNMSE: 1e-10) { b in

@@ -71,13 +71,18 @@ final class VulkanPipelines {
         /// groups are 32 codes and each row has an even number of them (matmul_vec then fetches the
         /// scales and offsets of two packs at once; always false for matmul_mat).
         case matmul(bits: Int, aligned: Bool, partial: Bool, paired: Bool)
-        /// attention: ceil(headDim / 4), and whether headDim and every offset and stride of query,
-        /// keys and values are multiples of 4.
-        case attention(dim4: Int, aligned: Bool)
+        /// attention: ceil(headDim / 4); whether headDim and every offset and stride of query,
+        /// keys and values are multiples of 4; whether there are at least ``queryLanesFrom`` queries
+        /// (CPU devices then give each invocation a query rather than a share of the keys).
+        case attention(dim4: Int, aligned: Bool, manyQueries: Bool)
         /// rms_norm, swiglu, add, linear: whether the offsets and strides of the texel inputs (and linear's K)
         /// are multiples of 4.
         case vectorized(aligned: Bool)
     }
+
+    /// Attention launches with this many queries or more take the query-lanes variant on CPU devices
+    /// (one query per invocation; see attention.comp): a prefill, not a decode step's single query.
+    static let queryLanesFrom: Int32 = 8
 
     static func variants(_ kernel: KernelName) -> [Variant?] {
         switch kernel {
@@ -88,7 +93,9 @@ final class VulkanPipelines {
                 }
             }
         case .attention:
-            (1...64).flatMap { dim4 in [false, true].map { .attention(dim4: dim4, aligned: $0) } }
+            (1...64).flatMap { dim4 in
+                [false, true].flatMap { aligned in [false, true].map { .attention(dim4: dim4, aligned: aligned, manyQueries: $0) } }
+            }
         case .rmsNorm, .swiGLU, .add, .linear:
             [false, true].map { .vectorized(aligned: $0) }
         default: [nil]
@@ -97,8 +104,8 @@ final class VulkanPipelines {
 
     /// The index in ``variants(_:)`` of the pipeline that runs `launch`, read from its parameters
     /// (matmul: bits, groupSize, K, groupsPerRow, inputOffset and inputStride are words 0, 1, 2, 5, 7
-    /// and 8; attention: headDim and
-    /// the offsets and strides of query, keys and values are words 4 to 10).
+    /// and 8; attention: T is word 0, headDim and the offsets and strides of query, keys and values
+    /// are words 4 to 10).
     @inline(__always)
     static func variantIndex(_ launch: KernelLaunch) -> Int {
         let w = launch.parameters.words
@@ -113,7 +120,8 @@ final class VulkanPipelines {
         case .attention:
             let headDim = Int(Int32(bitPattern: w.4))
             let aligned = (w.4 | w.5 | w.6 | w.7 | w.8 | w.9 | w.10) & 3 == 0
-            return (min(max(headDim, 1), 256) + 3) / 4 * 2 - 2 + (aligned ? 1 : 0)
+            let manyQueries = Int32(bitPattern: w.0) >= queryLanesFrom
+            return ((min(max(headDim, 1), 256) + 3) / 4 * 2 - 2 + (aligned ? 1 : 0)) * 2 + (manyQueries ? 1 : 0)
         case .rmsNorm:
             return (w.1 | w.2 | w.3) & 3 == 0 ? 1 : 0         // inputOffset, inputStride, weightOffset
         case .swiGLU, .add:
@@ -132,7 +140,7 @@ final class VulkanPipelines {
         switch variant {
         case nil: true
         case let .matmul(bits, aligned, partial, paired): bits != 3 && aligned && !partial && paired == (kernel == .matmulVector)
-        case let .attention(dim4, aligned): aligned && (dim4 == 16 || dim4 == 32)
+        case let .attention(dim4, aligned, _): aligned && (dim4 == 16 || dim4 == 32)
         case let .vectorized(aligned): aligned
         }
     }
@@ -158,9 +166,10 @@ final class VulkanPipelines {
             while rows % rowsPerInvocation != 0 { rowsPerInvocation /= 2 }
             constants += [UInt32(rowsPerInvocation), UInt32(bits), aligned ? 1 : 0, partial ? 1 : 0,
                           UInt32(rows / rowsPerInvocation), UInt32(rows), paired ? 1 : 0]
-        case let .attention(dim4, aligned):
+        case let .attention(dim4, aligned, manyQueries):
             // The work-group: one subgroup (one SIMD vector on llvmpipe), with the merge in 16 KiB.
-            constants += [UInt32(min(subgroupTeam, 1024 / dim4)), UInt32(dim4), aligned ? 1 : 0]
+            // Query lanes on CPU devices only: a GPU wants the split keys' many more work-groups.
+            constants += [UInt32(min(subgroupTeam, 1024 / dim4)), UInt32(dim4), aligned ? 1 : 0, manyQueries && cpu ? 1 : 0]
         case let .vectorized(aligned):
             // rms_norm: work-groups of one subgroup; swiglu and add: a quarter of QTALE_WG invocations,
             // four columns each; linear: QTALE_WG invocations, a column each (see their contracts).

@@ -22,11 +22,12 @@ final class GPUConformanceTests: XCTestCase {
     }
 
     /// The same for Vulkan (`QTALE_VULKAN_GPU_KERNELS=1`): on llvmpipe the engine gives each matmul
-    /// invocation eight rows, on a GPU one; this runs the one-row variants on llvmpipe.
+    /// invocation eight rows and each attention invocation a query of a prefill, on a GPU one row and a
+    /// share of one query's keys; this runs the GPU's choices on llvmpipe.
     func testVulkanGPUVariantsMatchTheReference() throws {
         setenv("QTALE_VULKAN_GPU_KERNELS", "1", 1)
         defer { unsetenv("QTALE_VULKAN_GPU_KERNELS") }
-        try check("vulkan", cases: ConformanceCatalog.all.filter { $0.op == "matmul" })
+        try check("vulkan", cases: ConformanceCatalog.all.filter { $0.op == "matmul" || $0.op == "attention" })
     }
 
     private func check(_ name: String, cases: [ConformanceCase] = ConformanceCatalog.all,

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
 import QTaleCore
 import QTaleTestSupport
 
@@ -39,6 +44,17 @@ public struct CaseBuilder {
         let buffer = try engine.makeBuffer(values)
         buffers.append(buffer)
         return TensorView(buffer: buffer.handle, type: .float32, rows: rows, columns: columns, rowStride: stride, byteOffset: 0)
+    }
+
+    /// A float32 input `[rows × columns]` whose values span six decades: uniform in -1...1, each scaled by
+    /// 10^u with u uniform in -3...3, as activations with outlier channels do. Kernels that scale their
+    /// input per group (OpenCL's CPU decode splits it into int16 terms) must keep every group's scale apart.
+    public mutating func wideRangeInput(_ rows: Int, _ columns: Int) throws -> TensorView {
+        var values = [Float](repeating: 0, count: max(1, rows * columns))
+        for i in values.indices { values[i] = random.uniform(-1, 1) * Float(pow(10, Double(random.uniform(-3, 3)))) }
+        let buffer = try engine.makeBuffer(values)
+        buffers.append(buffer)
+        return TensorView(buffer: buffer.handle, type: .float32, rows: rows, columns: columns, rowStride: columns, byteOffset: 0)
     }
 
     /// An int32 vector `[1 × values.count]`.

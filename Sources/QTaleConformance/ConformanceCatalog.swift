@@ -89,7 +89,30 @@ public enum ConformanceCatalog {
                     }
                 }
             }
-        } + matmulAccumulating + matmulOnRowRanges
+        } + matmulAccumulating + matmulOnRowRanges + matmulWideRangeInputs + matmulLongRows
+    }
+
+    /// Decode inputs whose magnitudes span six decades (a per-group scale must stay per group).
+    static var matmulWideRangeInputs: [ConformanceCase] {
+        [(1, 576, 64), (1, 1536, 33), (1, 200, 37)].flatMap { tokens, k, n in
+            [(4, 32), (4, 128), (8, 32)].map { bits, group in
+                ConformanceCase(op: "matmul", parameters: "w\(bits)g\(group), T=\(tokens) K=\(k) N=\(n), wide-range input",
+                                maxNMSE: 1e-10) { b in
+                    let w = try b.quantized(bits: bits, groupSize: group, rows: n, columns: k)
+                    return .matmul(input: try b.wideRangeInput(tokens, k), weight: w, output: try b.output(tokens, n))
+                }
+            }
+        }
+    }
+
+    /// Rows longer than the local-memory split of OpenCL's CPU decode (16384), which then falls back to float32.
+    static var matmulLongRows: [ConformanceCase] {
+        [(4, 32), (4, 64)].map { bits, group in
+            ConformanceCase(op: "matmul", parameters: "w\(bits)g\(group), T=1 K=16416 N=5", maxNMSE: 1e-10) { b in
+                let w = try b.quantized(bits: bits, groupSize: group, rows: 5, columns: 16416)
+                return .matmul(input: try b.input(1, 16416), weight: w, output: try b.output(1, 5))
+            }
+        }
     }
 
     /// Weights that are a row range of larger buffers (fused projections): the range's first rows, its

@@ -14,7 +14,7 @@ struct OpenCLDevice {
     let isCPU: Bool
 
     /// "platform: device name (OpenCL version, driver version)".
-    var description: String { "\(platformName): \(name) (\(version), driver \(driverVersion))" }
+    var description: String { "\(platformName): \(name) (\(isCPU ? "CPU, " : "")\(version), driver \(driverVersion))" }
 
     /// Every device of every platform; platforms whose devices cannot be listed are skipped.
     static func all(_ library: OpenCLLibrary) throws -> [OpenCLDevice] {

@@ -22,15 +22,23 @@ final class OpenCLKernels {
     static func buildOptions(for device: OpenCLDevice) -> String {
         var options = "-DQTALE_WG=\(KernelPlanner.workgroupSize) -DQTALE_MATVEC_ROWS=\(KernelPlanner.matvecRowsPerGroup) "
             + "-DQTALE_TILE_ROWS=\(KernelPlanner.matmulTileRows) -DQTALE_TILE_TOKENS=\(KernelPlanner.matmulTileTokens)"
-        // A CPU runs a work-group as a loop on one core: kernels then give one work-item more work.
-        let cpuVariants = device.isCPU && ProcessInfo.processInfo.environment["QTALE_OPENCL_GPU_KERNELS"] != "1"
-        options += " -DQTALE_CPU_DEVICE=\(cpuVariants ? 1 : 0)"
+        options += " -DQTALE_CPU_DEVICE=\(cpuVariants(for: device) ? 1 : 0)"
         if let extra = ProcessInfo.processInfo.environment["QTALE_OPENCL_OPTIONS"], !extra.isEmpty { options += " " + extra }
         return options
     }
 
+    /// Whether `device` gets the CPU variants of the kernels (`QTALE_CPU_DEVICE`): a CPU runs a work-group
+    /// as a loop on one core, so kernels give one work-item more work.
+    static func cpuVariants(for device: OpenCLDevice) -> Bool {
+        device.isCPU && ProcessInfo.processInfo.environment["QTALE_OPENCL_GPU_KERNELS"] != "1"
+    }
+
+    /// Whether these kernels are the CPU variants (``cpuVariants(for:)``).
+    let cpuVariants: Bool
+
     init(library: OpenCLLibrary, context: cl_context, device: OpenCLDevice) throws {
         self.library = library
+        cpuVariants = Self.cpuVariants(for: device)
         let api = library.api
         var byName: [String: cl_kernel] = [:]
         do {

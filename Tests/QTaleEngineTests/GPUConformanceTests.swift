@@ -21,6 +21,29 @@ final class GPUConformanceTests: XCTestCase {
         try check("opencl", cases: ConformanceCatalog.all.filter { $0.op != "attention" })
     }
 
+    /// On CPU devices 4-bit decode matmuls dot the codes with the input split into two int16 terms
+    /// (Kernels/opencl/matmul.cl). Their results must differ from the float32 path's, which a build
+    /// with `-DQTALE_SPLIT_MAX_K=32` takes for every row longer than 32, so the split is what ran.
+    func testOpenCLCPUDecodeRunsTheInt16Split() throws {
+        let split = try GPUEngines.make("opencl")
+        guard split.deviceDescription.contains("(CPU, ") else {
+            throw XCTSkip("the int16 split runs on CPU devices; this OpenCL device is \(split.deviceDescription)")
+        }
+        setenv("QTALE_OPENCL_OPTIONS", "-DQTALE_SPLIT_MAX_K=32", 1)
+        defer { unsetenv("QTALE_OPENCL_OPTIONS") }
+        let float = try GPUEngines.make("opencl")
+        var cases = 0
+        for testCase in ConformanceCatalog.all where testCase.op == "matmul" && testCase.parameters.hasPrefix("w4")
+            && testCase.parameters.contains("T=1 ") && !testCase.parameters.contains("K=16416") {
+            let a = try ConformanceRunner.run(testCase, on: split), b = try ConformanceRunner.run(testCase, on: float)
+            XCTAssertTrue(a.passed && b.passed, "\(a.description) / \(b.description)")
+            XCTAssertNotEqual(a.nmse, b.nmse, "\(testCase): the split and float32 paths gave the same output")
+            cases += 1
+        }
+        XCTAssertGreaterThanOrEqual(cases, 20)
+        print("opencl: \(cases) 4-bit decode cases ran the int16 split")
+    }
+
     /// The same for Vulkan (`QTALE_VULKAN_GPU_KERNELS=1`): on llvmpipe the engine gives each matmul
     /// invocation eight rows and each attention invocation a query of a prefill, on a GPU one row and a
     /// share of one query's keys; this runs the GPU's choices on llvmpipe.

@@ -340,8 +340,8 @@ public final class LlamaModel {
             return point == stopAfter
         }
         let m = x.rows
-        let normed = a.normed.rows(0..<m), q = a.query.rows(0..<m), k = a.key.rows(0..<m)
-        let queriesAndKeys = a.queriesAndKeys.rows(0..<m)
+        let normed = a.normed.rows(0..<m), q = a.query.rows(0..<m)
+        let queriesAndKeys = a.queriesAndKeys.rows(0..<m), keysAndValues = a.keysAndValues.rows(0..<m)
         let attended = a.attended.rows(0..<m), gate = a.gate.rows(0..<m), up = a.up.rows(0..<m)
         let (fresh, keyPositions) = slots
         let visible = 0..<fresh.upperBound
@@ -362,18 +362,18 @@ public final class LlamaModel {
         // Attention: x += Wo · attention(rope(Wq·n), cache ∪ rope(Wk·n), cache ∪ Wv·n), n = rmsNorm(x)
         try e.encode(.rmsNorm(input: x, weight: w.attentionNorm, epsilon: c.normEpsilon, output: normed))
         if try reached(.attentionInput, normed) { return }
-        if let queryKey = w.queryKey {
-            // Query and key stacked: one matmul fills both (they share the buffer RoPE rotates).
-            try e.encode(.matmul(input: normed, weight: queryKey, output: queriesAndKeys))
+        if let queryKeyValue = w.queryKeyValue {
+            // Query, key and value stacked: one matmul fills all three (adjacent columns of one buffer).
+            try e.encode(.matmul(input: normed, weight: queryKeyValue, output: a.projections.rows(0..<m)))
         } else {
             try e.encode(w.query.apply(to: normed, output: q))
-            try e.encode(w.key.apply(to: normed, output: k))
+            try e.encode(w.key.apply(to: normed, output: a.key.rows(0..<m)))
+            try e.encode(w.value.apply(to: normed, output: a.value.rows(0..<m)))
         }
-        // Values need no RoPE, so their projection writes straight into the cache: one launch fewer per block.
-        try e.encode(w.value.apply(to: normed, output: cache.values[l].rows(fresh)))
-        // One RoPE over the query and key heads together (they share a buffer): one launch fewer per block.
+        // One RoPE over the query and key heads together, and one copy of keys and values into the
+        // cache (the cache keeps a slot's key and value side by side): two launches fewer per block.
         try e.encode(.rope(data: queriesAndKeys, positions: positions, headDim: c.headDim, ropeDims: c.ropeDims, base: c.ropeBase))
-        try e.encode(.copy(source: k, destination: cache.keys[l].rows(fresh)))
+        try e.encode(.copy(source: keysAndValues, destination: cache.entries[l].rows(fresh)))
         if let keyPositions { try e.encode(.copy(source: positions, destination: keyPositions.columns(fresh))) }
         try e.encode(.attention(query: q, keys: cache.keys[l].rows(visible), values: cache.values[l].rows(visible),
                                 queryPositions: positions, keyPositions: keyPositions?.columns(visible),
@@ -478,6 +478,9 @@ extension TensorView {
 /// position `s` and attention needs no key positions; after the first skip, the block's key positions
 /// (int32 `[1 × contextLength]`) are kept on the engine, written by `copy` ops from the pass positions.
 final class KVCache {
+    /// Per block `[contextLength × 2·kvDim]`: slot s holds its key, then its value, so one copy writes
+    /// both; `keys` and `values` are the two column ranges.
+    let entries: [TensorView]
     let keys: [TensorView]
     let values: [TensorView]
     let keyPositions: [TensorView]
@@ -497,8 +500,9 @@ final class KVCache {
             buffers.append(b)
             return b.view(type, rows: rows, columns: columns)
         }
-        keys = try (0..<c.nLayers).map { _ in try make(.float32, rows: contextLength, columns: kvDim) }
-        values = try (0..<c.nLayers).map { _ in try make(.float32, rows: contextLength, columns: kvDim) }
+        entries = try (0..<c.nLayers).map { _ in try make(.float32, rows: contextLength, columns: 2 * kvDim) }
+        keys = entries.map { $0.columns(0 ..< kvDim) }
+        values = entries.map { $0.columns(kvDim ..< 2 * kvDim) }
         keyPositions = try (0..<c.nLayers).map { _ in try make(.int32, rows: 1, columns: contextLength) }
         counts = [Int](repeating: 0, count: c.nLayers)
         identity = [Bool](repeating: true, count: c.nLayers)
@@ -557,9 +561,11 @@ final class Activations {
     let tokens, positions, indices, compactPositions: TensorView
     /// `[batch × dModel]`: the residual stream, its compacted rows, and normed / projected scratch.
     let x, compact, normed, attended: TensorView
-    /// `[batch × nHeads*headDim]`, `[batch × nKVHeads*headDim]`: the column ranges of `queriesAndKeys`,
-    /// so one RoPE rotates both. (Values go straight into the KV cache.)
-    let query, key, queriesAndKeys: TensorView
+    /// `[batch × nHeads*headDim]`, `[batch × nKVHeads*headDim]` ×2: column ranges of one buffer, in
+    /// that order, which a stacked projection fills in one matmul; `queriesAndKeys` spans query and key,
+    /// so one RoPE rotates both, and `keysAndValues` key and value, so one copy moves both into the
+    /// KV cache.
+    let projections, query, key, value, queriesAndKeys, keysAndValues: TensorView
     /// `[batch × ffnDim]` ×2, and `[batch × 2·ffnDim]` for stacked gate and up projections.
     let gate, up, gatesAndUps: TensorView
     /// `[batch × routerHidden]`, `[batch × 2]`
@@ -588,9 +594,12 @@ final class Activations {
         normed = try make(.float32, batch, c.dModel)
         attended = try make(.float32, batch, c.nHeads * c.headDim)
         let queryColumns = c.nHeads * c.headDim, keyColumns = c.nKVHeads * c.headDim
-        queriesAndKeys = try make(.float32, batch, queryColumns + keyColumns)
-        query = queriesAndKeys.columns(0 ..< queryColumns)
-        key = queriesAndKeys.columns(queryColumns ..< queryColumns + keyColumns)
+        projections = try make(.float32, batch, queryColumns + 2 * keyColumns)
+        query = projections.columns(0 ..< queryColumns)
+        key = projections.columns(queryColumns ..< queryColumns + keyColumns)
+        value = projections.columns(queryColumns + keyColumns ..< queryColumns + 2 * keyColumns)
+        queriesAndKeys = projections.columns(0 ..< queryColumns + keyColumns)
+        keysAndValues = projections.columns(queryColumns ..< queryColumns + 2 * keyColumns)
         gate = try make(.float32, batch, c.ffnDim)
         up = try make(.float32, batch, c.ffnDim)
         gatesAndUps = try make(.float32, batch, 2 * c.ffnDim)

@@ -11,11 +11,11 @@ public struct LlamaBlockWeights: Sendable {
     public var ffnNorm: TensorView
     /// `[ffnDim × dModel]` (×2), `[dModel × ffnDim]`
     public internal(set) var gate, up, down: LinearWeight
-    /// Query over key, and gate over up, stacked in one set of buffers when both are quantized alike:
-    /// each pair reads the same input, so one matmul computes both (a launch fewer per block), and
-    /// `query`, `key`, `gate` and `up` are row ranges of these. Nil when a pair is not stacked, or
-    /// once one of its weights has been replaced.
-    public internal(set) var queryKey: QuantizedMatrix? = nil
+    /// Query over key over value, and gate over up, stacked in one set of buffers when they are
+    /// quantized alike: each set reads the same input, so one matmul computes it (two launches fewer
+    /// per block), and `query`, `key`, `value`, `gate` and `up` are row ranges of these. Nil when a set
+    /// is not stacked, or once one of its weights has been replaced.
+    public internal(set) var queryKeyValue: QuantizedMatrix? = nil
     public internal(set) var gateUp: QuantizedMatrix? = nil
 
     public subscript(kind: LinearKind) -> LinearWeight {
@@ -32,9 +32,9 @@ public struct LlamaBlockWeights: Sendable {
         }
         set {
             switch kind {
-            case .query: query = newValue; queryKey = nil
-            case .key: key = newValue; queryKey = nil
-            case .value: value = newValue
+            case .query: query = newValue; queryKeyValue = nil
+            case .key: key = newValue; queryKeyValue = nil
+            case .value: value = newValue; queryKeyValue = nil
             case .attentionOutput: attentionOutput = newValue
             case .gate: gate = newValue; gateUp = nil
             case .up: up = newValue; gateUp = nil
@@ -64,15 +64,28 @@ public final class EngineTensors {
         return buffer.view(.float32, rows: rows, columns: columns)
     }
 
-    /// Two linear layers that read the same input. Packed alike, they are stacked in one set of buffers
-    /// (`stacked`, `first` over `second`) and returned as its row ranges; otherwise uploaded apart.
-    public func upload(_ first: HostTensor, over second: HostTensor) throws
-        -> (first: LinearWeight, second: LinearWeight, stacked: QuantizedMatrix?) {
-        if case let .packed(a) = first, case let .packed(b) = second, let both = try PackedMatrix.stacking(a, b) {
-            let stacked = try engine.upload(both, keepAlive: &buffers)
-            return (.quantized(stacked.rows(0 ..< a.rows)), .quantized(stacked.rows(a.rows ..< a.rows + b.rows)), stacked)
+    /// Linear layers that read the same input. Packed alike, they are stacked in one set of buffers
+    /// (`stacked`, the first on top) and returned as its row ranges; otherwise uploaded apart.
+    public func upload(stacking tensors: [HostTensor]) throws -> (parts: [LinearWeight], stacked: QuantizedMatrix?) {
+        var matrices: [PackedMatrix] = []
+        for tensor in tensors { if case let .packed(m) = tensor { matrices.append(m) } }
+        if matrices.count == tensors.count, var all = matrices.first {
+            var stackable = true
+            for m in matrices.dropFirst() {
+                guard let both = try PackedMatrix.stacking(all, m) else { stackable = false; break }
+                all = both
+            }
+            if stackable {
+                let stacked = try engine.upload(all, keepAlive: &buffers)
+                var first = 0
+                let parts = matrices.map { m -> LinearWeight in
+                    defer { first += m.rows }
+                    return .quantized(stacked.rows(first ..< first + m.rows))
+                }
+                return (parts, stacked)
+            }
         }
-        return (try upload(first), try upload(second), nil)
+        return (try tensors.map { try upload($0) }, nil)
     }
 
     /// A linear layer or embedding table: packed stays packed, floats stay dense.
@@ -117,17 +130,17 @@ public final class LlamaWeights {
         tokenEmbedding = try storage.upload(load(.tokenEmbedding))
         blocks = try (0..<c.nLayers).map { l in
             func linear(_ kind: LinearKind) throws -> LinearWeight { try storage.upload(load(.linear(block: l, kind))) }
-            func pair(_ first: LinearKind, _ second: LinearKind) throws -> (first: LinearWeight, second: LinearWeight, stacked: QuantizedMatrix?) {
-                try storage.upload(load(.linear(block: l, first)), over: load(.linear(block: l, second)))
+            func stack(_ kinds: LinearKind...) throws -> (parts: [LinearWeight], stacked: QuantizedMatrix?) {
+                try storage.upload(stacking: kinds.map { try load(.linear(block: l, $0)) })
             }
-            let queryKey = try pair(.query, .key), gateUp = try pair(.gate, .up)
+            let queryKeyValue = try stack(.query, .key, .value), gateUp = try stack(.gate, .up)
             return LlamaBlockWeights(
                 attentionNorm: try vector(.attentionNorm(block: l)),
-                query: queryKey.first, key: queryKey.second, value: try linear(.value),
+                query: queryKeyValue.parts[0], key: queryKeyValue.parts[1], value: queryKeyValue.parts[2],
                 attentionOutput: try linear(.attentionOutput),
                 ffnNorm: try vector(.ffnNorm(block: l)),
-                gate: gateUp.first, up: gateUp.second, down: try linear(.down),
-                queryKey: queryKey.stacked, gateUp: gateUp.stacked)
+                gate: gateUp.parts[0], up: gateUp.parts[1], down: try linear(.down),
+                queryKeyValue: queryKeyValue.stacked, gateUp: gateUp.stacked)
         }
         outputNorm = try vector(.outputNorm)
         outputHead = c.tiedOutput ? tokenEmbedding : try storage.upload(load(.outputHead))

@@ -22,3 +22,5 @@ for backend in cpu-f32 cpu-int8; do
 done
 echo "== routed decode: decisions on the host against the engine"
 bash bench/router_decisions.sh
+echo "== OpenCL decode against the CPU engine's, in interleaved pairs"
+python3 bench/decode_ratio.py --backend opencl --pairs 10

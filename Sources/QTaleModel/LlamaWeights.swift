@@ -12,7 +12,7 @@ public struct LlamaBlockWeights: Sendable {
     /// `[ffnDim × dModel]` (×2), `[dModel × ffnDim]`
     public internal(set) var gate, up, down: LinearWeight
     /// Query over key over value, and gate over up, stacked in one set of buffers when they are
-    /// quantized alike: each set reads the same input, so one matmul computes it (two launches fewer
+    /// quantized alike: each set reads the same input, so one matmul computes it (three launches fewer
     /// per block), and `query`, `key`, `value`, `gate` and `up` are row ranges of these. Nil when a set
     /// is not stacked, or once one of its weights has been replaced.
     public internal(set) var queryKeyValue: QuantizedMatrix? = nil

@@ -1232,16 +1232,19 @@ QTALE_INLINE void qtale_split_group(const __global float *x, const int g, const 
     const float4 l4 = max(l8.lo, l8.hi);
     const float2 l2 = max(l4.lo, l4.hi);
     const float maxAbs = max(l2.x, l2.y);
-    const float s = maxAbs / 32767.0f, inverse = maxAbs > 0.0f ? 32767.0f / maxAbs : 0.0f;
+    /* A group whose inputs are all below 1e-30 in magnitude (none in a model's activations) enters
+       through its sum alone: its step would reach float32's denormals. */
+    const float s = maxAbs / 32767.0f, inverse = maxAbs > 1e-30f ? 32767.0f / maxAbs : 0.0f;
     step[g] = s;
     sum[g] = qtale_sum16(total);
     for (int k = start; k < end; k += 16) {
         const float16 v = qtale_load16(x, k, K);
-        /* |v| <= maxAbs keeps h within +-32767 and the rest's term within +-16384 (plus rounding). */
+        /* |v| <= maxAbs keeps h within +-32767 and the rest's term within +-16384 (plus rounding);
+           the rest is scaled by inverse first, since inverse * 32768 may overflow. */
         const float16 h = qtale_round(v * inverse);
         const int block = QTALE_SPLIT_BLOCK(k >> 5, (k >> 4) & 1);
         high[block] = convert_short16(h);
-        low[block] = convert_short16(qtale_round(fma(-h, (float16)(s), v) * (inverse * QTALE_SPLIT_SCALE)));
+        low[block] = convert_short16(qtale_round(fma(-h, (float16)(s), v) * inverse * QTALE_SPLIT_SCALE));
     }
 }
 

@@ -7,6 +7,8 @@ public struct ConformanceResult: CustomStringConvertible {
     public let engine: String
     public let nmse: Double
     public let maxAbsoluteError: Double
+    /// The bound applied: the case's, or the engine's stated one (``StatedTolerance``).
+    public let maxNMSE: Double
     /// Empty when the case passed.
     public let failures: [String]
 
@@ -53,9 +55,10 @@ public enum ConformanceRunner {
             }
         }
         let nmse = squaredReference > 0 ? squaredError / squaredReference : squaredError
-        if nmse > testCase.maxNMSE { failures.append("NMSE \(nmse.formatted3) > \(testCase.maxNMSE.formatted3)") }
+        let bound = StatedTolerance.maxNMSE(for: testCase, engine: engine.name) ?? testCase.maxNMSE
+        if nmse > bound { failures.append("NMSE \(nmse.formatted3) > \(bound.formatted3)") }
         return ConformanceResult(testCase: testCase, engine: engine.name, nmse: nmse, maxAbsoluteError: maxError,
-                                 failures: Array(failures.prefix(3)))
+                                 maxNMSE: bound, failures: Array(failures.prefix(3)))
     }
 
     /// Builds the case on `engine`, runs it and returns each output buffer whole (guards included).

@@ -10,8 +10,9 @@ struct Conformance: ParsableCommand {
         abstract: "Check an engine op by op against the float64 reference (the conformance suite).",
         discussion: """
             Runs every case of the catalog the test suite runs: seeded random inputs, awkward shapes, guard \
-            regions around outputs, NaN/Inf checks and an NMSE bound per op. Prints one line per op (and each \
-            failing case) and exits with status 1 if any case fails.
+            regions around outputs, NaN/Inf checks and an NMSE bound per op (cpu-int8 states looser bounds for \
+            its 4-bit decode matmuls). Prints one line per op (and each failing case) and exits with status 1 \
+            if any case fails.
             """)
 
     @OptionGroup var selection: EngineSelection
@@ -48,7 +49,7 @@ struct Conformance: ParsableCommand {
         for (done, testCase) in cases.enumerated() {
             let r = try ConformanceRunner.run(testCase, on: engine)
             rows.append(Row(op: testCase.op, parameters: testCase.parameters, nmse: r.nmse, maxAbsoluteError: r.maxAbsoluteError,
-                            maxNMSE: testCase.maxNMSE, passed: r.passed, failures: r.failures))
+                            maxNMSE: r.maxNMSE, passed: r.passed, failures: r.failures))
             if !r.passed { Console.out("\(r)\n") }
             progress.update(done + 1)
         }

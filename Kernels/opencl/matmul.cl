@@ -20,11 +20,11 @@
  *   work-item i computes row group * ROWS + i alone: no lanes and no reduction between work-items.
  *   4-bit rows (K <= QTALE_SPLIT_MAX_K, where the compiler is clang) dot the codes with x split into
  *   two int16 terms, which the work-group writes once into local memory (qtale_row_dot_split, below).
- *   Other rows have no barrier and no local memory (PoCL keeps every private variable that lives
- *   across a barrier in per-work-item arrays): each work-item sums each group's inputs on the way,
+ *   Other rows share nothing between work-items: each sums each group's inputs on the way,
  *     row . x = sum_g scale_g * (sum_{k in g} code_k x_k) + offset_g * (sum_{k in g} x_k)
- *   (qtale_row_dot_cpu). Two rows per work-item, sharing the input loads, were tried on both paths
- *   and ran no faster in decode.
+ *   (qtale_row_dot_cpu). The kernel's one barrier comes before any row's work, because PoCL keeps
+ *   every private variable that lives across a barrier in per-work-item arrays. Two rows per
+ *   work-item, sharing the input loads, were tried on both paths and ran no faster in decode.
  * matmul_mat (T > 1, prefill). Work-groups: (ceil(N / QTALE_TILE_ROWS), ceil(T / QTALE_TILE_TOKENS), 1).
  *   A tile of QTALE_TILE_ROWS (= QTALE_WG) rows x QTALE_TILE_TOKENS tokens: work-item i owns row
  *   tile.x * QTALE_TILE_ROWS + i, dequantizes each of its packs once and dots it with every token.
@@ -58,17 +58,6 @@ QTALE_INLINE void qtale_store_output(__global float *o, const float value, const
     *o = accumulate ? *o + value : value;
 }
 
-/* The 32 codes of a 3-bit pack in four runs of eight: c0 = codes 0..7, c1 = 8..15, c2 = 16..23, c3 = 24..31. */
-QTALE_INLINE void qtale_unpack3(const __global uchar *pack, uint8 *c0, uint8 *c1, uint8 *c2, uint8 *c3) {
-    const uint8 b = convert_uint8(vload8(0, pack));
-    const uint8 u = (uint8)((uint)pack[8] | (uint)pack[9] << 8 | (uint)pack[10] << 16 | (uint)pack[11] << 24);
-    const uint8 lane = (uint8)(0, 1, 2, 3, 4, 5, 6, 7);
-    *c0 = (b & 3u) | ((u >> lane) & 1u) << 2;
-    *c1 = ((b >> 2) & 3u) | ((u >> (lane + 8u)) & 1u) << 2;
-    *c2 = ((b >> 4) & 3u) | ((u >> (lane + 16u)) & 1u) << 2;
-    *c3 = ((b >> 6) & 3u) | ((u >> (lane + 24u)) & 1u) << 2;
-}
-
 /* The 32 codes of a pack as floats: lo = codes 0..15, hi = codes 16..31. `bits` is a literal at every
    call site, so each format gets its own straight-line unpack after inlining. */
 QTALE_INLINE void qtale_unpack(const __global uchar *pack, const int bits, float16 *lo, float16 *hi) {
@@ -80,10 +69,15 @@ QTALE_INLINE void qtale_unpack(const __global uchar *pack, const int bits, float
         *lo = convert_float16(b & (uchar16)(15));
         *hi = convert_float16(b >> (uchar16)(4));
     } else {
-        uint8 c0, c1, c2, c3;
-        qtale_unpack3(pack, &c0, &c1, &c2, &c3);
-        *lo = (float16)(convert_float8(c0), convert_float8(c1));
-        *hi = (float16)(convert_float8(c2), convert_float8(c3));
+        const uint8 b = convert_uint8(vload8(0, pack));
+        const uint8 u = (uint8)((uint)pack[8] | (uint)pack[9] << 8 | (uint)pack[10] << 16 | (uint)pack[11] << 24);
+        const uint8 lane = (uint8)(0, 1, 2, 3, 4, 5, 6, 7);
+        const float8 c0 = convert_float8((b & 3u) | ((u >> lane) & 1u) << 2);
+        const float8 c1 = convert_float8(((b >> 2) & 3u) | ((u >> (lane + 8u)) & 1u) << 2);
+        const float8 c2 = convert_float8(((b >> 4) & 3u) | ((u >> (lane + 16u)) & 1u) << 2);
+        const float8 c3 = convert_float8(((b >> 6) & 3u) | ((u >> (lane + 24u)) & 1u) << 2);
+        *lo = (float16)(c0, c1);
+        *hi = (float16)(c2, c3);
     }
 }
 

@@ -12,6 +12,8 @@ struct OpenCLDevice {
     let driverVersion: String
     /// `CL_DEVICE_TYPE_CPU`: work-groups run as loops on CPU cores (PoCL), which changes the best kernel shape.
     let isCPU: Bool
+    /// `CL_DEVICE_MAX_COMPUTE_UNITS`: PoCL's worker threads on a CPU.
+    let computeUnits: Int
 
     /// "platform: device name (OpenCL version, driver version)".
     var description: String { "\(platformName): \(name) (\(isCPU ? "CPU, " : "")\(version), driver \(driverVersion))" }
@@ -29,7 +31,8 @@ struct OpenCLDevice {
                     version: try library.deviceString(id, cl_device_info(CL_DEVICE_VERSION)),
                     driverVersion: try library.deviceString(id, cl_device_info(CL_DRIVER_VERSION)),
                     isCPU: (try library.value(id, cl_device_info(CL_DEVICE_TYPE), as: cl_device_type.self)
-                            & cl_device_type(CL_DEVICE_TYPE_CPU)) != 0))
+                            & cl_device_type(CL_DEVICE_TYPE_CPU)) != 0,
+                    computeUnits: Int(try library.value(id, cl_device_info(CL_DEVICE_MAX_COMPUTE_UNITS), as: cl_uint.self))))
             }
         }
         return found

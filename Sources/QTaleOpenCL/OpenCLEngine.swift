@@ -26,6 +26,11 @@ public final class OpenCLEngine: ComputeEngine {
     /// predicated region, ``alwaysRun``, which holds 1.
     private var predicate: (memory: cl_mem, index: cl_int)
     private let alwaysRun: cl_mem
+    /// Two int32 counters of `matmul_vec` on CPU devices: the next block of rows, and the work-groups
+    /// done (the last resets both to zero).
+    private let rowBlocks: cl_mem
+    /// Work-groups of `matmul_vec` on CPU devices: one per compute unit (PoCL worker thread).
+    private let matvecGroups: Int
     /// Host copies read by queued non-blocking writes; freed when the queue has drained.
     private var staging: [UnsafeMutableRawBufferPointer] = []
     private var stagingBytes = 0
@@ -78,9 +83,20 @@ public final class OpenCLEngine: ComputeEngine {
         }
         self.alwaysRun = alwaysRun
         predicate = (alwaysRun, 0)
+        var zeros: (cl_int, cl_int) = (0, 0)
+        guard let rowBlocks = api.CreateBuffer!(context, cl_mem_flags(CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR), 8, &zeros, &status),
+              status == CL_SUCCESS else {
+            _ = api.ReleaseMemObject!(alwaysRun)
+            _ = api.ReleaseCommandQueue!(queue)
+            _ = api.ReleaseContext!(context)
+            throw OpenCLLibrary.failure(status, "clCreateBuffer")
+        }
+        self.rowBlocks = rowBlocks
+        matvecGroups = max(1, device.computeUnits)
         do {
             kernels = try OpenCLKernels(library: library, context: context, device: device)
         } catch {
+            _ = api.ReleaseMemObject!(rowBlocks)
             _ = api.ReleaseMemObject!(alwaysRun)
             _ = api.ReleaseCommandQueue!(queue)
             _ = api.ReleaseContext!(context)
@@ -95,6 +111,7 @@ public final class OpenCLEngine: ComputeEngine {
         _ = api.Finish!(queue)
         releaseStaging()
         for memory in buffers.all { _ = api.ReleaseMemObject!(memory) }
+        _ = api.ReleaseMemObject!(rowBlocks)
         _ = api.ReleaseMemObject!(alwaysRun)
         _ = api.ReleaseCommandQueue!(queue)
         _ = api.ReleaseContext!(context)
@@ -197,6 +214,12 @@ public final class OpenCLEngine: ComputeEngine {
         }
         if status != CL_SUCCESS {
             throw OpenCLLibrary.failure(status, "clSetKernelArg(\(launch.kernel.rawValue), predicate)")
+        }
+        if kernels.cpuVariants && launch.kernel == .matmulVector {
+            var counters: cl_mem? = rowBlocks
+            status = api.SetKernelArg!(kernel, cl_uint(bindings.count + 3), MemoryLayout<cl_mem?>.size, &counters)
+            if status != CL_SUCCESS { throw OpenCLLibrary.failure(status, "clSetKernelArg(matmul_vec, row blocks)") }
+            groups.x = matvecGroups
         }
         let size = KernelPlanner.workgroupSize
         var sizes = (groups.x * size, groups.y, groups.z, size, 1, 1)

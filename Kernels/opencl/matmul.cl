@@ -29,13 +29,12 @@
  *   thread's reads contiguous for the hardware prefetcher: 16-row blocks interleaved the two threads'
  *   streams and were slower in decode than before (82 against 95); 128 gave 116, 512 gave 112.
  *   With any number of threads, one included, every block is taken exactly once.
- *   4-bit rows (K <= QTALE_SPLIT_MAX_K, where the compiler is clang) dot the codes with x split into
- *   two int16 terms, which the work-group writes once into local memory (qtale_row_dot_split, below).
- *   Other rows share nothing between work-items: each sums each group's inputs on the way,
+ *   No barrier: only work-item 0 works. 4-bit rows (K <= QTALE_SPLIT_MAX_K, where the compiler is
+ *   clang) dot the codes with x split into two int16 terms, which it writes once into local memory
+ *   (qtale_row_dot_split, below). Other rows sum each group's inputs on the way,
  *     row . x = sum_g scale_g * (sum_{k in g} code_k x_k) + offset_g * (sum_{k in g} x_k)
- *   (qtale_row_dot_cpu). The kernel's one barrier comes before any row's work, because PoCL keeps
- *   every private variable that lives across a barrier in per-work-item arrays. Two rows per
- *   work-item, sharing the input loads, were tried on both paths and ran no faster in decode.
+ *   (qtale_row_dot_cpu). Two rows at a time, sharing the input loads, were tried on both paths and
+ *   ran no faster in decode.
  * matmul_mat (T > 1, prefill). Work-groups: (ceil(N / QTALE_TILE_ROWS), ceil(T / QTALE_TILE_TOKENS), 1).
  *   A tile of QTALE_TILE_ROWS (= QTALE_WG) rows x QTALE_TILE_TOKENS tokens: work-item i owns row
  *   tile.x * QTALE_TILE_ROWS + i, dequantizes each of its packs once and dots it with every token.
@@ -293,7 +292,7 @@ QTALE_INLINE float qtale_row_dot_cpu(const __global float *x, const __global uch
 
 /*
  * 4-bit decode on CPU devices with integer dot products (QTALE_SPLIT_DECODE: CPU devices whose OpenCL
- * compiler is clang, as PoCL's is; K <= QTALE_SPLIT_MAX_K). The work-group first writes x into local
+ * compiler is clang, as PoCL's is; K <= QTALE_SPLIT_MAX_K). Each work-group first writes x into local
  * memory as two int16 terms per quantization group g:
  *   x_k = step_g * (high_k + low_k / 32768),  step_g = max_{k in g} |x_k| / 32767,
  * high_k = round(x_k / step_g) and low_k the rounded rest, so the pair carries 31 bits, more than

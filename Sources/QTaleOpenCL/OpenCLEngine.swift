@@ -187,11 +187,14 @@ public final class OpenCLEngine: ComputeEngine {
         }
         let launch = KernelPlanner.launch(for: op)
         var groups = launch.groups
+        // CPU devices: PoCL wakes its idle worker thread for a launch of several work-groups and waits for
+        // it. Elementwise kernels, a few microseconds of work, run one work-group per row (they stride
+        // over the columns; decode +3-4% on PoCL 3.1 with 2 threads); matmul_vec runs one per compute
+        // unit, and they share blocks of rows through `rowBlocks` (Kernels/opencl/matmul.cl).
         if kernels.cpuVariants, launch.kernel == .swiGLU || launch.kernel == .add || launch.kernel == .copy {
-            // One work-group per row (the kernels stride over the columns): PoCL wakes its idle worker
-            // thread for a launch of several work-groups and waits for it, which costs more than these
-            // few microseconds of work (decode +3-4% on PoCL 3.1 with 2 threads).
             groups.x = min(groups.x, 1)
+        } else if kernels.cpuVariants && launch.kernel == .matmulVector && groups.x > 0 {
+            groups.x = matvecGroups
         }
         guard groups.x > 0 && groups.y > 0 && groups.z > 0 else { return }  // nothing to compute
         let kernel = try kernels.kernel(launch.kernel)
@@ -219,7 +222,6 @@ public final class OpenCLEngine: ComputeEngine {
             var counters: cl_mem? = rowBlocks
             status = api.SetKernelArg!(kernel, cl_uint(bindings.count + 3), MemoryLayout<cl_mem?>.size, &counters)
             if status != CL_SUCCESS { throw OpenCLLibrary.failure(status, "clSetKernelArg(matmul_vec, row blocks)") }
-            groups.x = matvecGroups
         }
         let size = KernelPlanner.workgroupSize
         var sizes = (groups.x * size, groups.y, groups.z, size, 1, 1)
